@@ -1,0 +1,59 @@
+# Two-command set-up:  `make demo`  and  `make test`.
+# Both create .venv with python3 when it is missing and install the project into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Pinned and installed first, on its own: any other torch requirement lets pip
+# resolve to a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint format demo clean distclean
+
+help:
+	@echo "make demo       create .venv if missing, draw figure1.png (weight curves of CCE/MAE/GCE/GR)"
+	@echo "make test       create .venv if missing, run ruff, ruff format --check, mypy and pytest"
+	@echo "make venv       create .venv and install emphasis[all,test] (editable)"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make format     ruff format and import sorting (rewrites files)"
+	@echo "make clean      remove caches and build outputs (keeps .venv)"
+	@echo "make distclean  clean, and remove .venv"
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when pyproject.toml changes (or the stamp is missing).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[all,test]"
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy emphasis
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy emphasis
+
+format: venv
+	$(BIN)/ruff check --select I --fix .
+	$(BIN)/ruff format .
+
+demo: venv
+	$(BIN)/python reference_training/figure1.py --out figure1.png
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
