@@ -1,0 +1,46 @@
+"""emphasis: gradient rescaling (GR) for training classifiers on noisy labels.
+
+The NumPy core: weighting schemes (:class:`CCE`, :class:`MAE`, :class:`GCE`,
+:class:`GR`), the exact and stable logit gradient (:func:`logit_grad`), loss
+values, batch statistics, label noise and the paper's suggested settings.
+Importing it imports no deep-learning framework; the adapters are
+``emphasis_torch``, ``emphasis_tf`` and ``emphasis_jax``.
+"""
+
+from emphasis.functional import logit_grad, loss, loss_and_grad
+from emphasis.noise import (
+    NoisyLabels,
+    pair_noise,
+    pair_transition_matrix,
+    symmetric_noise,
+    symmetric_transition_matrix,
+    transition_noise,
+)
+from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
+from emphasis.stats import BatchStats, batch_stats, effective_sample_size, emphasis_spread
+from emphasis.suggest import suggest
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CCE",
+    "GCE",
+    "GR",
+    "MAE",
+    "BatchStats",
+    "NoisyLabels",
+    "Scheme",
+    "__version__",
+    "batch_stats",
+    "effective_sample_size",
+    "emphasis_spread",
+    "logit_grad",
+    "loss",
+    "loss_and_grad",
+    "pair_noise",
+    "pair_transition_matrix",
+    "suggest",
+    "symmetric_noise",
+    "symmetric_transition_matrix",
+    "transition_noise",
+]

@@ -1,0 +1,100 @@
+"""Argument checks shared by the core and the adapters.
+
+Every check raises an error that names the argument and says what was expected.
+Checks on hyperparameters run only on concrete Python/NumPy numbers: an adapter may
+pass a framework tensor (a learning-rate-style schedule, a traced value), which is
+checked by the adapter where that is possible without a device round trip.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+REDUCTIONS = ("mean", "sum", "none")
+TRANSFORMS = ("exp", "identity")
+
+
+def is_concrete_number(value: Any) -> bool:
+    """True for Python and NumPy real scalars (including 0-d arrays), False for tensors."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
+
+
+def check_hyperparameter(
+    name: str, value: Any, *, low: float = 0.0, high: float | None = None
+) -> Any:
+    """Check ``low <= value (<= high)`` for a concrete number; return it as float.
+
+    Non-concrete values (framework tensors) are returned unchanged.
+    """
+    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not is_concrete_number(value):
+        return value
+    number = float(value)
+    if np.isnan(number) or np.isinf(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    if number < low or (high is not None and number > high):
+        expected = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be {expected}, got {number:g}")
+    return number
+
+
+def check_reduction(reduction: Any) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}, got {reduction!r}"
+        )
+    return str(reduction)
+
+
+def check_transform(transform: Any) -> str:
+    if transform not in TRANSFORMS:
+        raise ValueError(
+            f"transform must be one of {', '.join(repr(t) for t in TRANSFORMS)}, got {transform!r}"
+        )
+    return str(transform)
+
+
+def check_logits_values(logits: np.ndarray) -> None:
+    """Reject NaN and +inf logits (-inf is allowed: a class the model rules out)."""
+    if np.isnan(logits).any():
+        raise ValueError("logits contain NaN; expected finite values or -inf")
+    if np.isposinf(logits).any():
+        raise ValueError("logits contain +inf; expected finite values or -inf")
+
+
+def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Return the mask of valid (not ignored) labels; raise on labels out of range."""
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bad.any():
+        value = int(labels[bad].flat[0])
+        raise ValueError(
+            f"labels must be class indices in [0, {num_classes - 1}] or ignore_index="
+            f"{ignore_index}, got {value}"
+        )
+    return np.asarray(valid)
+
+
+def check_class_weight(value: Any, num_classes: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    weight: np.ndarray = np.asarray(value)
+    if weight.dtype.kind not in "iuf":
+        raise TypeError(
+            f"weight must be a real array of shape ({num_classes},), got {weight.dtype}"
+        )
+    if weight.shape != (num_classes,):
+        raise ValueError(
+            f"weight must have shape ({num_classes},) (one per class), got {weight.shape}"
+        )
+    if not np.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError("weight must be finite and non-negative")
+    return weight
