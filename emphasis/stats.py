@@ -69,7 +69,7 @@ def batch_stats(
 ) -> BatchStats:
     """Relevance scores, weights, focus, spread and effective sample size of a batch.
 
-    Args are those of :func:`emphasis.logit_grad`; computed in float64.
+    Args are those of :func:`emphasis.logit_grad`; results are float64.
 
     >>> import numpy as np, emphasis
     >>> s = emphasis.batch_stats(np.zeros((2, 4)), [0, 1], emphasis.CCE())
@@ -79,17 +79,17 @@ def batch_stats(
     batch = prepare(logits, labels, scheme, ignore_index=ignore_index, axis=axis, weight=weight)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         out = kernel.forward(
-            batch.logits.astype(np.float64),
+            batch.logits,
             batch.labels,
             scheme,
             np,
             valid=batch.valid,
-            example_weight=batch.example_weight.astype(np.float64),
+            example_weight=batch.example_weight,
         )
     valid = batch.valid
-    p = np.where(valid, np.exp(out.log_p), np.nan)
-    raw = np.where(valid, np.exp(out.log_weight), 0.0)
-    applied = np.where(valid, np.exp(out.log_weight - out.log_mean_weight), 0.0)
+    p = np.where(valid, np.exp(out.log_p), np.nan).astype(np.float64)
+    raw = np.where(valid, np.exp(out.log_weight), 0.0).astype(np.float64)
+    applied = np.where(valid, np.exp(out.log_weight - out.log_mean_weight), 0.0).astype(np.float64)
     shape = batch.label_shape
     return BatchStats(
         p=p.reshape(shape),
