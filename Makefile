@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 # Pinned and installed first, on its own: any other torch requirement lets pip
 # resolve to a multi-GB CUDA build.
 TORCH  := torch==2.13.0
+# The CPU build of TensorFlow (the `tf` extra names `tensorflow`, which users on GPUs want);
+# installed explicitly here so development and CI get the CPU wheel.
+TF     := tensorflow-cpu==2.21.*
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint format demo clean distclean
@@ -15,7 +18,7 @@ TORCH  := torch==2.13.0
 help:
 	@echo "make demo       create .venv if missing, draw figure1.png (weight curves of CCE/MAE/GCE/GR)"
 	@echo "make test       create .venv if missing, run ruff, ruff format --check, mypy and pytest"
-	@echo "make venv       create .venv and install emphasis[all,test] (editable)"
+	@echo "make venv       create .venv: torch 2.13.0 and tensorflow-cpu, then emphasis[torch,keras,jax,plot,test] (editable)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     ruff format and import sorting (rewrites files)"
 	@echo "make clean      remove caches and build outputs (keeps .venv)"
@@ -29,8 +32,8 @@ $(BIN)/python:
 # Reinstalls only when pyproject.toml changes (or the stamp is missing).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e ".[all,test]"
+	$(BIN)/python -m pip install "$(TORCH)" "$(TF)"
+	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,test]"
 	touch $(STAMP)
 
 test: venv
