@@ -1,0 +1,404 @@
+"""Per-example losses with the core's custom gradient, on any Keras 3 backend.
+
+Everything here is written with ``keras.ops``, so the same code runs on the
+TensorFlow, JAX and torch backends (and, forward only, on the NumPy backend).
+TensorFlow is imported only when it is the Keras backend: with
+``KERAS_BACKEND=jax`` or ``torch`` this module never imports it.
+
+The pipeline of one call:
+
+1. ``y_pred`` -> logits in the compute dtype (float32, or float64 for float64
+   input). Probabilities (``from_logits=False``) become ``log(p)``, or the logits
+   Keras cached on a softmax output (``_keras_logits``), as Keras's own
+   cross-entropies do.
+2. ``y_true`` -> integer class indices: sparse labels (shape of ``y_pred`` without
+   the class axis, or with a class axis of size 1) or one-hot labels (the shape of
+   ``y_pred``).
+3. Rows: the class axis moved last and flattened to (M, C).
+4. The custom-gradient op maps logits (M, C) to per-example losses (M,); its VJP
+   is :func:`emphasis.kernel.grad_rows` scaled by the upstream gradient.
+5. Bad values: raised as ``ValueError`` when the tensors are concrete (eager),
+   ``tf.debugging.Assert`` inside a TensorFlow graph, and a NaN loss and gradient
+   for the offending example everywhere (XLA drops asserts; ``jax.jit`` has none).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import keras
+import numpy as np
+from keras import ops
+
+from emphasis import kernel
+from emphasis.schemes import Scheme
+
+BACKEND = keras.backend.backend()
+#: Backends without automatic differentiation compute the loss value only.
+_HAS_AUTODIFF = BACKEND in ("tensorflow", "jax", "torch")
+
+try:  # Keras >= 3.6; older versions keep the mask in the `_keras_mask` attribute.
+    from keras.src.backend import get_keras_mask, set_keras_mask
+except ImportError:  # pragma: no cover - depends on the Keras version
+
+    def get_keras_mask(x: Any) -> Any:
+        return getattr(x, "_keras_mask", None)
+
+    def set_keras_mask(x: Any, mask: Any) -> None:
+        try:
+            x._keras_mask = mask
+        except AttributeError:
+            pass
+
+
+def compute_dtype(dtype: Any) -> str:
+    """float64 computes in float64; float16, bfloat16 and float32 compute in float32."""
+    name = keras.backend.standardize_dtype(dtype)
+    if name == "float64":
+        return "float64"
+    if keras.backend.is_float_dtype(name):
+        return "float32"
+    raise TypeError(f"y_pred must be a floating-point tensor, got dtype {name}")
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether the values of ``x`` can be read now (eager), so bad input can raise."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if BACKEND == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if BACKEND == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
+
+
+def _graph_assert(bad: Any, message: str) -> None:
+    """Inside a TensorFlow graph: fail at run time when any entry of ``bad`` is True.
+
+    Under XLA (``jit_compile=True``) TensorFlow drops Assert; the NaN poisoning of the
+    offending examples still shows the problem.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+
+
+def _first_bad(bad: Any, values: Any) -> Any:
+    """The first entry of ``values`` (rows when 2-d) where ``bad`` is True (NumPy)."""
+    bad_np = np.asarray(ops.convert_to_numpy(bad))
+    index = int(np.argmax(bad_np))
+    return index, np.asarray(ops.convert_to_numpy(values))[index]
+
+
+def _report(bad: Any, values: Any, concrete: bool, describe: Any) -> None:
+    """Raise ``ValueError(describe(index, value))`` in eager mode, assert in a TF graph."""
+    if concrete:
+        if bool(ops.convert_to_numpy(ops.any(bad))):
+            index, value = _first_bad(bad, values)
+            raise ValueError(describe(index, value))
+    else:
+        _graph_assert(bad, describe(None, None))
+
+
+def _static_shape(x: Any) -> tuple[int | None, ...]:
+    return tuple(None if n is None else int(n) for n in x.shape)
+
+
+def _class_axis(pred_shape: tuple[int | None, ...], axis: int) -> int:
+    ndim = len(pred_shape)
+    if ndim == 0:
+        raise ValueError("y_pred must have a class axis, got a scalar")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for y_pred of shape {pred_shape}")
+    axis %= ndim
+    if pred_shape[axis] is None:
+        raise ValueError(
+            f"the class axis ({axis}) of y_pred must have a static size, got shape {pred_shape}"
+        )
+    return axis
+
+
+def _compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
+    return len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b, strict=True)
+    )
+
+
+class Labels(NamedTuple):
+    indices: Any  #: int32 class indices, the shape of y_pred without the class axis
+    bad: Any  #: bool, same shape: not an integer (sparse) or not one-hot
+    kind: str  #: "sparse" or "one-hot"
+
+
+def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int) -> Labels:
+    """Class indices from sparse or one-hot ``y_true`` (decided by shape, like Keras).
+
+    Sparse: the shape of ``y_pred`` without the class axis, or with a class axis of
+    size 1 (Keras's ``(N, 1)`` labels); integer or integral float values. One-hot:
+    the shape of ``y_pred``, exactly one 1 and zeros elsewhere on the class axis.
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    true_shape = _static_shape(y_true)
+    num_classes = pred_shape[axis]
+    expected = pred_shape[:axis] + pred_shape[axis + 1 :]
+    dtype = keras.backend.standardize_dtype(y_true.dtype)
+    if dtype == "bool" or not (
+        keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
+    ):
+        raise TypeError(f"y_true must hold integer class indices or one-hot rows, got {dtype}")
+    one_hot_shape = len(true_shape) == len(pred_shape) and _compatible(true_shape, pred_shape)
+    if len(true_shape) == len(pred_shape) and true_shape[axis] == 1:
+        y_true = ops.squeeze(y_true, axis=axis)
+        true_shape = expected
+        one_hot_shape = False
+    if one_hot_shape and num_classes != 1:
+        indices = ops.cast(ops.argmax(y_true, axis=axis), "int32")
+        binary = ops.all(ops.logical_or(y_true == 0, y_true == 1), axis=axis)
+        single = ops.sum(ops.cast(y_true, "float32"), axis=axis) == 1
+        return Labels(indices, ops.logical_not(ops.logical_and(binary, single)), "one-hot")
+    if not _compatible(true_shape, expected):
+        raise ValueError(
+            f"y_true must hold integer class indices of shape {expected} (or one-hot rows of "
+            f"shape {pred_shape}) for y_pred of shape {pred_shape} with the class axis {axis}, "
+            f"got shape {true_shape}"
+        )
+    if keras.backend.is_float_dtype(dtype):
+        # Keras hands labels over as floats; they must still be whole numbers.
+        bad = ops.logical_not(y_true == ops.floor(y_true))
+    else:
+        bad = ops.zeros_like(y_true, dtype="bool")
+    return Labels(ops.cast(y_true, "int32"), bad, "sparse")
+
+
+def probabilities_to_logits(y_pred: Any, dtype: str, concrete: bool) -> Any:
+    """Logits whose softmax is ``y_pred``: ``log(p)``.
+
+    softmax(log p) = p, and every gradient row of the kernel sums to zero, so the
+    chain rule through ``log`` and a preceding softmax hands the model's logits
+    exactly the core's gradient. Entries below the smallest normal float are clamped
+    (the gradient of a clamped entry is zero, never 0 * inf = NaN).
+    """
+    probs = ops.cast(y_pred, dtype)
+    out_of_range = ops.logical_not(ops.logical_and(probs >= 0, probs <= 1))
+    rows_bad = ops.any(out_of_range, axis=-1) if len(probs.shape) > 1 else out_of_range
+
+    def describe(index: Any, value: Any) -> str:
+        got = "" if value is None else f", got {np.ravel(value)[:8]} (example {index})"
+        return (
+            "y_pred must hold probabilities in [0, 1] when from_logits=False; pass "
+            f"from_logits=True if the model outputs logits{got}"
+        )
+
+    _report(rows_bad, probs, concrete, describe)
+    tiny = float(np.finfo(dtype).tiny)
+    return ops.log(ops.maximum(probs, tiny))
+
+
+def _replica_all_reduce() -> Any:
+    """The cross-replica reduction of a ``tf.distribute`` replica context, or None.
+
+    None outside a strategy, in a one-replica strategy, in a cross-replica context and
+    on the JAX/torch backends (JAX data parallelism sees the global batch already).
+    """
+    if BACKEND != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return None
+
+    def all_reduce(x: Any, op: str) -> Any:
+        if op == "sum":
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
+        # ReduceOp has no MAX: gather the scalars of all replicas and take their max.
+        return tf.reduce_max(context.all_gather(tf.reshape(x, [1]), axis=0))
+
+    return all_reduce
+
+
+def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
+    """logits (M, C), labels (M,), valid (M,), example_weight (M,) -> losses (M,)."""
+
+    def forward(logits: Any, labels: Any, valid: Any, example_weight: Any) -> Any:
+        return kernel.forward(
+            logits,
+            labels,
+            scheme,
+            ops,
+            valid=valid,
+            example_weight=example_weight,
+            all_reduce=all_reduce,
+        )
+
+    if not _HAS_AUTODIFF:
+        return lambda *args: forward(*args).loss
+
+    @ops.custom_gradient
+    def per_example_loss(logits: Any, labels: Any, valid: Any, example_weight: Any) -> Any:
+        out = forward(logits, labels, valid, example_weight)
+
+        # Portable signature: TF and JAX pass the upstream gradient positionally, the
+        # torch backend passes the saved inputs positionally and `upstream=` by keyword.
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            if upstream is None:
+                upstream = args[0]
+            coef = out.coef * ops.cast(upstream, out.coef.dtype)
+            rows = kernel.grad_rows(logits, labels, coef, out.lse_rest, ops)
+            return rows, None, None, None
+
+        return out.loss, grad
+
+    return per_example_loss
+
+
+def _sample_weight_like(sample_weight: Any, label_shape: Any, rank: int, dtype: str) -> Any:
+    """Broadcast Keras-style sample weights ((N,), (N, 1), the loss shape) to the loss."""
+    weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
+    if len(weight.shape) == rank + 1 and weight.shape[-1] == 1:
+        weight = ops.squeeze(weight, axis=-1)
+    if len(weight.shape) > rank:
+        raise ValueError(
+            f"sample_weight must broadcast to the per-example losses of rank {rank}, "
+            f"got shape {tuple(weight.shape)}"
+        )
+    while 0 < len(weight.shape) < rank:
+        weight = ops.expand_dims(weight, -1)
+    return ops.broadcast_to(weight, label_shape)
+
+
+class PerExample(NamedTuple):
+    losses: Any  #: the shape of y_pred without the class axis, compute dtype
+    valid: Any  #: bool mask of the examples that count (not ignored, not masked)
+    sample_weight: Any  #: sample weights broadcast to ``losses`` (None when not given)
+
+
+def per_example_losses(
+    y_true: Any,
+    y_pred: Any,
+    scheme: Scheme,
+    *,
+    from_logits: bool,
+    axis: int,
+    ignore_class: int | None,
+    sample_weight: Any = None,
+    mask: Any = None,
+    global_normalize: bool = True,
+) -> PerExample:
+    """Per-example losses with the core's gradient; see the module docstring.
+
+    ``sample_weight`` (and a Keras ``mask``) weight GR's normalising mean, as class
+    weights do in the core; they are *not* multiplied into the returned losses.
+    """
+    if not from_logits and hasattr(y_pred, "_keras_logits"):
+        # The output of keras.activations.softmax: use its logits, as Keras does.
+        y_pred = y_pred._keras_logits
+        from_logits = True
+    y_pred = ops.convert_to_tensor(y_pred)
+    dtype = compute_dtype(y_pred.dtype)
+    concrete = is_concrete(y_pred)
+    pred_shape = _static_shape(y_pred)
+    axis = _class_axis(pred_shape, axis)
+    num_classes = pred_shape[axis]
+    rank = len(pred_shape) - 1
+
+    # Rows: the class axis last, then (M, C).
+    logits = ops.cast(y_pred, dtype)
+    if axis != rank:
+        logits = ops.moveaxis(logits, axis, -1)
+    if not from_logits:
+        logits = probabilities_to_logits(logits, dtype, concrete)
+    labels = labels_to_indices(y_true, pred_shape, axis)
+    label_shape = ops.shape(labels.indices)
+    logits2d = ops.reshape(logits, (-1, num_classes))
+    indices = ops.reshape(labels.indices, (-1,))
+    not_integer = ops.reshape(labels.bad, (-1,))
+
+    valid = ops.ones_like(indices, dtype="bool")
+    if ignore_class is not None:
+        valid = indices != ignore_class
+    out_of_range = ops.logical_and(valid, ops.logical_or(indices < 0, indices >= num_classes))
+    bad_label = ops.logical_or(out_of_range, not_integer)
+
+    def describe_label(index: Any, value: Any) -> str:
+        ignored = "" if ignore_class is None else f" or ignore_class={ignore_class}"
+        if labels.kind == "one-hot":
+            got = "" if value is None else f", got row {np.ravel(value)[:8]} (example {index})"
+            return (
+                "y_true: one-hot labels must have exactly one 1 and zeros elsewhere (the "
+                "gradient is defined for a hard label; skip examples with integer labels and "
+                f"ignore_class){got}"
+            )
+        got = "" if value is None else f", got {value} (example {index})"
+        return f"y_true must hold integer class indices in [0, {num_classes - 1}]{ignored}{got}"
+
+    if concrete:
+        if labels.kind == "one-hot":
+            bad_rows = ops.reshape(labels.bad, (-1,))
+            true_rows = ops.reshape(
+                ops.moveaxis(ops.convert_to_tensor(y_true), axis, -1), (-1, num_classes)
+            )
+            _report(bad_rows, true_rows, True, describe_label)
+        else:
+            raw = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
+            _report(bad_label, raw, True, describe_label)
+    else:
+        _graph_assert(bad_label, describe_label(None, None))
+    valid = ops.logical_and(valid, ops.logical_not(bad_label))
+    if mask is not None:
+        valid = ops.logical_and(valid, ops.reshape(ops.cast(mask, "bool"), (-1,)))
+    safe = ops.where(valid, indices, ops.zeros_like(indices))
+
+    weight = None
+    example_weight = ops.ones_like(logits2d[:, 0])
+    if sample_weight is not None:
+        weight = _sample_weight_like(sample_weight, label_shape, rank, dtype)
+        example_weight = ops.reshape(weight, (-1,))
+        if concrete:
+
+            def describe_weight(index: Any, value: Any) -> str:
+                return (
+                    f"sample_weight must be finite and non-negative, got {value} (example {index})"
+                )
+
+            negative = ops.logical_not(
+                ops.logical_and(example_weight >= 0, example_weight < math.inf)
+            )
+            _report(negative, example_weight, True, describe_weight)
+    example_weight = ops.stop_gradient(example_weight)
+
+    all_reduce = _replica_all_reduce() if global_normalize and scheme.normalize else None
+    op = _custom_gradient_op(scheme, all_reduce)
+    losses = op(logits2d, safe, valid, example_weight)
+
+    if concrete:
+        # NaN or +inf logits give a NaN loss (or, for a +inf target, a silent p = 1).
+        target = ops.take_along_axis(logits2d, safe[:, None], axis=1)[:, 0]
+        bad_logits = ops.logical_and(valid, ops.logical_or(ops.isnan(losses), target == math.inf))
+
+        def describe_logits(index: Any, row: Any) -> str:
+            if np.isnan(row).any():
+                what = "NaN"
+            elif np.isposinf(row).any():
+                what = "+inf"
+            else:
+                what = "every logit -inf (its softmax is undefined; ignore it with ignore_class)"
+            return (
+                f"y_pred: example {index} has {what}; expected finite logits or -inf "
+                "(a class the model rules out)"
+            )
+
+        _report(bad_logits, logits2d, True, describe_logits)
+
+    # Out-of-range or non-integer labels: NaN loss and NaN gradient for that example.
+    poison = ops.where(bad_label, ops.full_like(losses, math.nan), ops.ones_like(losses))
+    losses = ops.reshape(losses * poison, label_shape)
+    return PerExample(losses, ops.reshape(ops.logical_or(valid, bad_label), label_shape), weight)

@@ -1,0 +1,556 @@
+"""Keras losses and functional forms: GR, CCE, MAE and GCE with the core's logit gradient.
+
+``GRLoss``, ``CCELoss``, ``MAELoss`` and ``GCELoss`` are ``keras.losses.Loss``
+subclasses, used like ``keras.losses.SparseCategoricalCrossentropy``::
+
+    model.compile(optimizer, loss=emphasis_tf.GRLoss(beta=8.0, lam=0.5))
+
+``gr_loss``, ``cce_loss``, ``mae_loss`` and ``gce_loss`` return per-example losses
+(no reduction), like ``keras.losses.sparse_categorical_crossentropy``, for custom
+training loops (``tf.GradientTape``, ``jax.grad``, ``torch.autograd``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
+from emphasis_tf._core import get_keras_mask, per_example_losses, set_keras_mask
+
+__all__ = [
+    "CCELoss",
+    "GCELoss",
+    "GRLoss",
+    "MAELoss",
+    "cce_loss",
+    "gce_loss",
+    "gr_loss",
+    "mae_loss",
+]
+
+_PACKAGE = "emphasis"
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_axis(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"axis must be an integer (the class axis of y_pred), got {value!r}")
+    return value
+
+
+def _check_ignore_class(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"ignore_class must be an integer class id or None, got {value!r}")
+    return value
+
+
+def _functional(
+    y_true: Any,
+    y_pred: Any,
+    scheme: Scheme,
+    from_logits: bool,
+    axis: int,
+    ignore_class: int | None,
+    sample_weight: Any,
+) -> Any:
+    """Per-example losses in the dtype of ``y_pred`` (16-bit inputs compute in float32)."""
+    from_logits = _check_bool("from_logits", from_logits)
+    axis = _check_axis(axis)
+    ignore_class = _check_ignore_class(ignore_class)
+    out_dtype = getattr(y_pred, "dtype", None)
+    result = per_example_losses(
+        y_true,
+        y_pred,
+        scheme,
+        from_logits=from_logits,
+        axis=axis,
+        ignore_class=ignore_class,
+        sample_weight=sample_weight,
+    )
+    losses = result.losses
+    if result.sample_weight is not None:
+        losses = losses * ops.cast(result.sample_weight, losses.dtype)
+    if out_dtype is not None:
+        losses = ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
+    if ignore_class is not None:
+        set_keras_mask(losses, result.valid)
+    return losses
+
+
+_FUNCTIONAL_ARGS = """    Args:
+        y_true: integer class indices, shape ``y_pred.shape`` without the class axis
+            (or with a class axis of size 1), integral floats accepted; or one-hot
+            rows of the shape of ``y_pred``. Decided by shape, as Keras does.
+        y_pred: logits (``from_logits=True``) or probabilities, class axis ``axis``,
+            any float dtype (16-bit floats compute in float32).
+        from_logits: whether ``y_pred`` holds logits. With probabilities the loss
+            works on ``log(y_pred)``, or on the logits Keras caches on a softmax
+            output, and the model receives exactly the core's gradient.
+        axis: the class axis of ``y_pred`` (-1, Keras's default).
+        ignore_class: label whose examples get zero loss and zero gradient and count
+            neither in GR's normalisation nor in a mean (a Keras mask is set).
+        sample_weight: optional per-example weights (broadcast to the losses),
+            multiplied into the returned losses; GR normalises its weights to
+            sample-weighted mean 1, as the core does with class weights.
+
+    Returns:
+        Per-example losses, shape ``y_pred.shape`` without the class axis, dtype of
+        ``y_pred``. Differentiating ``sum`` or ``mean`` of them gives each example's
+        logit gradient of the core (:func:`emphasis.logit_grad`).
+
+"""
+
+
+def _document_args(function: Any) -> Any:
+    """Put the arguments shared by the functional forms into a docstring."""
+    function.__doc__ = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+    return function
+
+
+@_document_args
+def gr_loss(
+    y_true: Any,
+    y_pred: Any,
+    beta: Any = 8.0,
+    lam: Any = 0.5,
+    *,
+    transform: str = "exp",
+    normalize: bool = True,
+    eps: Any = 1e-6,
+    reported_loss: Any = "cce",
+    from_logits: bool = False,
+    axis: int = -1,
+    ignore_class: int | None = None,
+    sample_weight: Any = None,
+) -> Any:
+    """Gradient rescaling (GR): per-example reported losses with GR's logit gradient.
+
+    Each example's logit gradient is the cross-entropy gradient rescaled to L1 norm
+    ``w(p) = exp(beta p^lam (1 - p))`` (``transform="exp"``) or ``beta p^lam (1 - p)``
+    (``"identity"``), p the softmax probability of the label; with ``normalize`` the
+    weights have mean 1 over the batch's valid examples. The value is the
+    ``reported_loss`` (CCE by default): GR has no elementary loss. See
+    :class:`emphasis.GR` for ``beta``, ``lam``, ``transform``, ``normalize``, ``eps``
+    and ``reported_loss``.
+    {ARGS}
+    >>> import numpy as np, emphasis_tf
+    >>> z = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], "float32")
+    >>> losses = emphasis_tf.gr_loss(np.array([0, 1]), z, beta=8.0, lam=0.5, from_logits=True)
+    >>> np.round(np.asarray(losses), 4).tolist()
+    [0.2395, 0.0949]
+    """
+    scheme = GR(
+        beta, lam, transform=transform, normalize=normalize, eps=eps, reported_loss=reported_loss
+    )
+    return _functional(y_true, y_pred, scheme, from_logits, axis, ignore_class, sample_weight)
+
+
+@_document_args
+def cce_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    from_logits: bool = False,
+    axis: int = -1,
+    ignore_class: int | None = None,
+    sample_weight: Any = None,
+) -> Any:
+    """Categorical cross entropy ``-log p`` with the core's stable gradient.
+
+    The same value and gradient as ``keras.losses.sparse_categorical_crossentropy``;
+    the scheme ``emphasis.CCE()``, ``w(p) = 2 (1 - p)``.
+    {ARGS}
+    >>> import numpy as np, emphasis_tf
+    >>> z = np.array([[0.0, 0.0]], "float32")
+    >>> np.round(np.asarray(emphasis_tf.cce_loss(np.array([1]), z, from_logits=True)), 4).tolist()
+    [0.6931]
+    """
+    return _functional(y_true, y_pred, CCE(), from_logits, axis, ignore_class, sample_weight)
+
+
+@_document_args
+def mae_loss(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    from_logits: bool = False,
+    axis: int = -1,
+    ignore_class: int | None = None,
+    sample_weight: Any = None,
+) -> Any:
+    """Mean absolute error ``||onehot(y) - softmax(z)||_1 = 2 (1 - p)``.
+
+    The scheme ``emphasis.MAE()``, ``w(p) = 4 p (1 - p)``.
+    {ARGS}
+    >>> import numpy as np, emphasis_tf
+    >>> z = np.array([[0.0, 0.0]], "float32")
+    >>> np.round(np.asarray(emphasis_tf.mae_loss(np.array([1]), z, from_logits=True)), 4).tolist()
+    [1.0]
+    """
+    return _functional(y_true, y_pred, MAE(), from_logits, axis, ignore_class, sample_weight)
+
+
+@_document_args
+def gce_loss(
+    y_true: Any,
+    y_pred: Any,
+    q: Any = 0.7,
+    *,
+    from_logits: bool = False,
+    axis: int = -1,
+    ignore_class: int | None = None,
+    sample_weight: Any = None,
+) -> Any:
+    """Generalised cross entropy ``(1 - p^q) / q`` (Zhang & Sabuncu 2018), q in [0, 1].
+
+    The scheme ``emphasis.GCE(q)``, ``w(p) = 2 p^q (1 - p)``; q = 0 is CCE.
+    {ARGS}
+    >>> import numpy as np, emphasis_tf
+    >>> z = np.array([[0.0, 0.0]], "float32")
+    >>> np.round(
+    ...     np.asarray(emphasis_tf.gce_loss(np.array([1]), z, q=1.0, from_logits=True)), 4
+    ... ).tolist()
+    [0.5]
+    """
+    return _functional(y_true, y_pred, GCE(q), from_logits, axis, ignore_class, sample_weight)
+
+
+class _Precomputed(keras.losses.Loss):
+    """Applies Keras's own reduction (masks, sample weights, distribution scaling)."""
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return y_pred
+
+
+class _EmphasisLoss(keras.losses.Loss):
+    """Shared machinery of the four losses: labels, rows, custom gradient, reduction."""
+
+    def __init__(
+        self,
+        *,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = _check_bool("from_logits", from_logits)
+        self.axis = _check_axis(axis)
+        self.ignore_class = _check_ignore_class(ignore_class)
+        self._dtype_arg = None if dtype is None else self._dtype_policy.name
+        self._reducer = _Precomputed(name=self.name, reduction=reduction, dtype=dtype)
+
+    @property
+    def scheme(self) -> Scheme:
+        """The :mod:`emphasis` scheme this loss applies."""
+        raise NotImplementedError
+
+    def _global_normalize(self) -> bool:
+        return True
+
+    def _per_example(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
+        mask = get_keras_mask(y_pred)
+        if not self.from_logits and hasattr(y_pred, "_keras_logits"):
+            y_pred = y_pred._keras_logits
+            from_logits = True
+        else:
+            from_logits = self.from_logits
+        # Keras convention: the loss computes in its dtype (float32 under mixed precision).
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        result = per_example_losses(
+            y_true,
+            y_pred,
+            self.scheme,
+            from_logits=from_logits,
+            axis=self.axis,
+            ignore_class=self.ignore_class,
+            sample_weight=sample_weight,
+            mask=mask,
+            global_normalize=self._global_normalize(),
+        )
+        losses = ops.cast(result.losses, self.dtype)
+        if self.ignore_class is not None or mask is not None:
+            set_keras_mask(losses, result.valid)
+        return losses, result.sample_weight
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Per-example losses (unreduced, no sample weights), as Keras's ``Loss.call``."""
+        return self._per_example(y_true, y_pred, None)[0]
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        with keras.name_scope(self.name):
+            losses, weight = self._per_example(y_true, y_pred, sample_weight)
+        # Sample weights enter GR's normaliser above and the reduction here. Keras's
+        # reduction may scale them in place (`*=`, torch backend), and the op saved
+        # a view of them for its backward: hand it a copy.
+        if weight is not None:
+            weight = ops.copy(weight)
+        return self._reducer(losses, losses, sample_weight=weight)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            from_logits=self.from_logits,
+            axis=self.axis,
+            ignore_class=self.ignore_class,
+            dtype=self._dtype_arg,
+        )
+        return config
+
+
+def _config_number(value: Any) -> Any:
+    return float(value) if isinstance(value, (int, float)) else value
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GRLoss(_EmphasisLoss):
+    """Gradient rescaling (Wang et al.): cross entropy's logit gradient, rescaled.
+
+    The logit gradient of example i is the CCE gradient rescaled to L1 norm
+    ``w(p_i) = exp(beta p_i^lam (1 - p_i))``, p_i the softmax probability of its
+    label (Eq. (6) of the paper, computed stably by :mod:`emphasis.kernel`); weights
+    are normalised to mean 1 over the valid examples of the batch (as the authors'
+    code does). The reported value is ``reported_loss`` (CCE by default): GR has no
+    elementary loss, so compare GR's *gradients*, not derivatives of its value.
+
+    Args:
+        beta: emphasis spread, >= 0 (the paper uses 2 to 16).
+        lam: emphasis focus exponent, >= 0; the focus is ``lam / (1 + lam)``.
+        transform: ``"exp"`` (the paper's g) or ``"identity"``.
+        normalize: normalise the weights to mean 1 over the batch's valid examples.
+        eps: the authors' stabiliser (1e-6): the gradient fades once ``1 - p``
+            falls below about eps. 0 is exact Eq. (6).
+        reported_loss: ``"cce"``, ``"mae"``, ``"gce"`` or ``{"name": "gce", "q": q}``
+            (or an ``emphasis`` scheme): the value the loss reports.
+        from_logits: whether ``y_pred`` holds logits (default False, like Keras's
+            cross-entropies). With probabilities the loss works on ``log(y_pred)`` --
+            or on the logits Keras caches on a softmax output -- and the model's
+            logits receive exactly GR's gradient (the gradient rows sum to zero, so
+            the chain rule through log-softmax leaves them unchanged).
+        axis: the class axis of ``y_pred``.
+        ignore_class: label whose examples get zero loss and gradient and count
+            neither in the normalisation nor in the mean.
+        global_normalize: under ``tf.distribute`` (several replicas in sync), normalise
+            over the global batch by all-reducing the normaliser, so the objective
+            does not depend on the number of replicas. Has no effect otherwise.
+        reduction: Keras's reductions: ``"sum_over_batch_size"`` (default), ``"sum"``,
+            ``"mean"``, ``"mean_with_sample_weight"``, ``"none"`` or None.
+        name, dtype: as for ``keras.losses.Loss`` (dtype defaults to floatx;
+            float16/bfloat16 logits under a mixed policy are cast to it).
+
+    Labels are integer class indices or one-hot rows (decided by shape).
+    ``sample_weight`` (``model.fit(class_weight=...)`` included) weights both the
+    loss and GR's normalising mean, as class weights do in the core.
+
+    >>> import numpy as np, keras, emphasis_tf
+    >>> loss = emphasis_tf.GRLoss(beta=8.0, lam=0.5, from_logits=True)
+    >>> z = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], "float32")
+    >>> round(float(loss(np.array([0, 1]), z)), 4)
+    0.1672
+    """
+
+    def __init__(
+        self,
+        beta: Any = 8.0,
+        lam: Any = 0.5,
+        transform: str = "exp",
+        normalize: bool = True,
+        eps: Any = 1e-6,
+        reported_loss: Any = "cce",
+        *,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        global_normalize: bool = True,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "gr_loss",
+        dtype: Any = None,
+    ) -> None:
+        if isinstance(reported_loss, dict):
+            reported_loss = _reported_from_config(reported_loss)
+        self._scheme = GR(
+            beta,
+            lam,
+            transform=transform,
+            normalize=normalize,
+            eps=eps,
+            reported_loss=reported_loss,
+        )
+        self.global_normalize = _check_bool("global_normalize", global_normalize)
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+    @property
+    def scheme(self) -> GR:
+        return self._scheme
+
+    def _global_normalize(self) -> bool:
+        return self.global_normalize
+
+    def get_config(self) -> dict[str, Any]:
+        s = self._scheme
+        config = super().get_config()
+        config.update(
+            beta=_config_number(s.beta),
+            lam=_config_number(s.lam),
+            transform=s.transform,
+            normalize=s.normalize,
+            eps=_config_number(s.eps),
+            reported_loss=_reported_to_config(s.reported_loss),
+            global_normalize=self.global_normalize,
+        )
+        return config
+
+
+def _reported_to_config(scheme: Scheme) -> Any:
+    if isinstance(scheme, GCE):
+        return {"name": "gce", "q": _config_number(scheme.q)}
+    return scheme.name
+
+
+def _reported_from_config(config: dict[str, Any]) -> Scheme:
+    name = config.get("name")
+    if name == "gce":
+        return GCE(config.get("q", 0.7))
+    if name in ("cce", "mae") and set(config) == {"name"}:
+        return CCE() if name == "cce" else MAE()
+    raise ValueError(
+        f"reported_loss must be 'cce', 'mae', 'gce' or {{'name': 'gce', 'q': q}}, got {config!r}"
+    )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CCELoss(_EmphasisLoss):
+    """Categorical cross entropy ``-log p`` with the core's stable logit gradient.
+
+    Value and gradient equal ``keras.losses.SparseCategoricalCrossentropy`` (and
+    ``CategoricalCrossentropy`` for one-hot labels); arguments as :class:`GRLoss`.
+
+    >>> import numpy as np, emphasis_tf
+    >>> loss = emphasis_tf.CCELoss(from_logits=True)
+    >>> round(float(loss(np.array([1]), np.array([[0.0, 0.0]], "float32"))), 4)
+    0.6931
+    """
+
+    def __init__(
+        self,
+        *,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "cce_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+    @property
+    def scheme(self) -> CCE:
+        return CCE()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MAELoss(_EmphasisLoss):
+    """Mean absolute error ``2 (1 - p)`` of the softmax against the one-hot label.
+
+    ``w(p) = 4 p (1 - p)``: robust to label noise, slow to fit. Arguments as
+    :class:`GRLoss`.
+
+    >>> import numpy as np, emphasis_tf
+    >>> loss = emphasis_tf.MAELoss(from_logits=True)
+    >>> round(float(loss(np.array([1]), np.array([[0.0, 0.0]], "float32"))), 4)
+    1.0
+    """
+
+    def __init__(
+        self,
+        *,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "mae_loss",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+    @property
+    def scheme(self) -> MAE:
+        return MAE()
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GCELoss(_EmphasisLoss):
+    """Generalised cross entropy ``(1 - p^q) / q``, q in [0, 1] (Zhang & Sabuncu 2018).
+
+    ``w(p) = 2 p^q (1 - p)``. Agrees with
+    ``keras.losses.CategoricalGeneralizedCrossEntropy`` (probabilities in, 0 < q < 1)
+    on hard labels. Other arguments as :class:`GRLoss`.
+
+    >>> import numpy as np, emphasis_tf
+    >>> loss = emphasis_tf.GCELoss(q=1.0, from_logits=True)
+    >>> round(float(loss(np.array([1]), np.array([[0.0, 0.0]], "float32"))), 4)
+    0.5
+    """
+
+    def __init__(
+        self,
+        q: Any = 0.7,
+        *,
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "gce_loss",
+        dtype: Any = None,
+    ) -> None:
+        self._scheme = GCE(q)
+        super().__init__(
+            from_logits=from_logits,
+            axis=axis,
+            ignore_class=ignore_class,
+            reduction=reduction,
+            name=name,
+            dtype=dtype,
+        )
+
+    @property
+    def scheme(self) -> GCE:
+        return self._scheme
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(q=_config_number(self._scheme.q))
+        return config
