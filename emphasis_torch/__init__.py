@@ -1,8 +1,13 @@
-"""PyTorch adapter for :mod:`emphasis` (being written).
+"""PyTorch adapter for :mod:`emphasis`: gradient rescaling as a drop-in for cross entropy.
 
-It will expose ``GRLoss`` (an ``nn.Module`` used like ``nn.CrossEntropyLoss``) and a functional form,
-registering the core's stable logit gradient as a custom autograd function. Importing this package
-imports PyTorch; importing :mod:`emphasis` alone never does.
+Replace ``nn.CrossEntropyLoss()`` by ``emphasis_torch.GRLoss(beta=8.0, lam=0.5)``
+and train as before. Functional forms (``gr_loss``, ``cce_loss``, ``mae_loss``,
+``gce_loss``) follow ``torch.nn.functional.cross_entropy``; the Modules
+(``GRLoss``, ``CCELoss``, ``MAELoss``, ``GCELoss``) only store configuration.
+The logit gradient is the core's (:mod:`emphasis.kernel`), registered as a
+custom autograd function that runs on the device of the logits.
+
+Importing this package imports PyTorch; importing :mod:`emphasis` alone never does.
 """
 
 try:
@@ -10,4 +15,17 @@ try:
 except ImportError as err:
     raise ImportError('emphasis_torch needs PyTorch: pip install "emphasis[torch]"') from err
 
-__all__: list[str] = []
+from emphasis_torch.functional import BatchStats, cce_loss, gce_loss, gr_loss, mae_loss
+from emphasis_torch.modules import CCELoss, GCELoss, GRLoss, MAELoss
+
+__all__ = [
+    "BatchStats",
+    "CCELoss",
+    "GCELoss",
+    "GRLoss",
+    "MAELoss",
+    "cce_loss",
+    "gce_loss",
+    "gr_loss",
+    "mae_loss",
+]

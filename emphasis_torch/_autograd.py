@@ -1,0 +1,200 @@
+"""The custom autograd op: logits (M, C) -> per-example losses (M,), with the core's gradient.
+
+Forward and backward call :mod:`emphasis.kernel` through :class:`TorchNamespace`, on
+the device of the logits, without NumPy or a host round trip. What is saved for
+backward is the logits (the input itself, in its own dtype: no copy), the labels
+and two (M,) vectors, ``coef`` and ``lse_rest``; ``F.cross_entropy`` saves one
+(M, C) tensor too (its log-softmax).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+
+import emphasis
+from emphasis import kernel
+from emphasis_torch._namespace import TorchNamespace
+
+__all__ = ["SchemeConfig", "compute_dtype", "emphasis_rows", "make_scheme"]
+
+_REPORTED = {"cce": emphasis.CCE(), "mae": emphasis.MAE()}
+
+
+class SchemeConfig(NamedTuple):
+    """The static (hashable) part of a scheme; hyperparameters travel as separate arguments.
+
+    ``kind`` is "cce", "mae", "gce" or "gr"; ``reported`` is ("cce"|"mae", None) or
+    ("gce", q) for GR's reported loss.
+    """
+
+    kind: str
+    transform: str = "exp"
+    normalize: bool = False
+    reported: tuple[str, Any] = ("cce", None)
+
+
+def _raw_scheme(cls: type, **fields: Any) -> Any:
+    # Sets the dataclass fields without running __post_init__: torch.compile cannot
+    # trace the core's validation (it calls np.isnan on Python floats). Callers
+    # validate with the core's constructor in eager mode (see functional._validated_scheme).
+    scheme = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(scheme, name, value)
+    return scheme
+
+
+def make_scheme(config: SchemeConfig, beta: Any, lam: Any, eps: Any) -> emphasis.Scheme:
+    """The core scheme for ``config``; ``lam`` is q for GCE. No validation (see above)."""
+    if config.kind == "cce":
+        return _REPORTED["cce"]
+    if config.kind == "mae":
+        return _REPORTED["mae"]
+    if config.kind == "gce":
+        return _raw_scheme(emphasis.GCE, q=lam)
+    name, q = config.reported
+    reported = _raw_scheme(emphasis.GCE, q=q) if name == "gce" else _REPORTED[name]
+    return _raw_scheme(
+        emphasis.GR,
+        beta=beta,
+        lam=lam,
+        transform=config.transform,
+        normalize=config.normalize,
+        eps=eps,
+        reported_loss=reported,
+    )
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 computes in float64; every other float (16-bit included) in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _hyper(value: Any, dtype: torch.dtype, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device=device, dtype=dtype)
+    return value
+
+
+class _EmphasisRows(torch.autograd.Function):
+    """Per-example losses of rows of logits; the VJP is ``kernel.grad_rows``.
+
+    Outputs: ``loss`` (M,) (differentiable), then the non-differentiable ``coef``,
+    ``lse_rest``, ``log_p``, ``log_weight`` (M,) and ``log_mean_weight`` () that the
+    backward and the batch statistics use. All in the compute dtype.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        valid: torch.Tensor,
+        example_weight: torch.Tensor | None,
+        beta: Any,
+        lam: Any,
+        eps: Any,
+        config: SchemeConfig,
+        all_reduce: kernel.AllReduce | None,
+    ) -> tuple[torch.Tensor, ...]:
+        dtype = compute_dtype(logits.dtype)
+        device = logits.device
+        scheme = make_scheme(
+            config,
+            _hyper(beta, dtype, device),
+            _hyper(lam, dtype, device),
+            _hyper(eps, dtype, device),
+        )
+        out = kernel.forward(
+            logits.to(dtype),
+            labels,
+            scheme,
+            TorchNamespace(device),
+            valid=valid,
+            example_weight=example_weight,
+            all_reduce=all_reduce,
+        )
+        log_mean = out.log_mean_weight
+        if not isinstance(log_mean, torch.Tensor):  # the scheme does not normalise
+            log_mean = torch.zeros((), dtype=dtype, device=device)
+        return out.loss, out.coef, out.lse_rest, out.log_p, out.log_weight, log_mean
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        logits, labels = inputs[0], inputs[1]
+        _, coef, lse_rest, *rest = output
+        ctx.save_for_backward(logits, labels, coef, lse_rest)
+        ctx.mark_non_differentiable(coef, lse_rest, *rest)
+        ctx.set_materialize_grads(True)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, *_unused: Any) -> tuple[Any, ...]:
+        logits, labels, coef, lse_rest = ctx.saved_tensors
+        dtype = compute_dtype(logits.dtype)
+        with torch.no_grad():
+            grad = kernel.grad_rows(
+                logits.to(dtype), labels, coef * grad_loss, lse_rest, TorchNamespace(logits.device)
+            ).to(logits.dtype)
+        if torch.is_grad_enabled():
+            # create_graph=True (or torch.func.grad): the result must not be differentiated
+            # again, since this gradient is not a function torch can differentiate (for GR
+            # it is no loss's gradient at all). Make any further differentiation raise.
+            grad = _NoDoubleBackward.apply(grad, logits)
+        return grad, None, None, None, None, None, None, None, None
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Identity on the gradient whose own backward raises a clear error.
+
+    ``@once_differentiable`` is not enough here: it only guards when the incoming
+    gradient requires grad, so ``torch.autograd.grad(loss, z, create_graph=True)``
+    followed by a second backward would silently miss this op's second derivative,
+    and ``torch.func.grad(torch.func.grad(f))`` would return zeros.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, _grad: torch.Tensor) -> tuple[Any, ...]:
+        raise RuntimeError(
+            "emphasis_torch losses support one backward pass only: their logit gradient is the "
+            "core's closed form (for GR not the gradient of any loss value), and its own "
+            "derivative is not implemented. Double backward, create_graph=True followed by a "
+            "second backward, torch.func.hessian or nested torch.func.grad are not supported."
+        )
+
+
+class RowsOut(NamedTuple):
+    loss: torch.Tensor  #: (M,) per-example loss (0 where ignored), compute dtype
+    log_p: torch.Tensor  #: (M,)
+    lse_rest: torch.Tensor  #: (M,) log-sum-exp of the non-target logits
+    log_weight: torch.Tensor  #: (M,) log of the raw weight
+    log_mean_weight: torch.Tensor  #: () GR's normaliser (0 when not normalising)
+
+
+def emphasis_rows(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    example_weight: torch.Tensor | None,
+    beta: Any,
+    lam: Any,
+    eps: Any,
+    config: SchemeConfig,
+    all_reduce: kernel.AllReduce | None = None,
+) -> RowsOut:
+    """Apply the op to rows: logits (M, C) in any float dtype, labels (M,) in [0, C)."""
+    loss, _coef, lse_rest, log_p, log_weight, log_mean = _EmphasisRows.apply(
+        logits, labels, valid, example_weight, beta, lam, eps, config, all_reduce
+    )
+    return RowsOut(loss, log_p, lse_rest, log_weight, log_mean)

@@ -1,0 +1,60 @@
+"""The array namespace through which :mod:`emphasis.kernel` runs on torch tensors.
+
+The kernel uses a dozen namespace functions; these are plain torch calls, so
+eager mode pays no wrapper cost and ``torch.compile`` traces straight torch ops.
+Two differences from ``array_api_compat.torch`` matter:
+
+- ``arange`` creates its tensor on the device of the batch (the kernel does not
+  pass ``device=``, and a CPU ``arange`` compared with CUDA labels fails);
+- ``zeros_like``, ``ones_like`` and ``full_like`` return a broadcast view of a
+  0-d tensor (``expand_as``) instead of writing a full array: the kernel only
+  reads them (``where`` operands), and each saved write is a pass over (M, C).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["TorchNamespace"]
+
+
+def _constant_like(x: torch.Tensor, value: float) -> torch.Tensor:
+    return torch.full((), value, dtype=x.dtype, device=x.device).expand_as(x)
+
+
+class TorchNamespace:
+    """Namespace bound to one device; ``TorchNamespace(t.device)``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def arange(self, stop: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.arange(stop, dtype=dtype, device=self.device)
+
+    where = staticmethod(torch.where)
+    exp = staticmethod(torch.exp)
+    expm1 = staticmethod(torch.expm1)
+    log = staticmethod(torch.log)
+    logaddexp = staticmethod(torch.logaddexp)
+    moveaxis = staticmethod(torch.movedim)
+    reshape = staticmethod(torch.reshape)
+
+    @staticmethod
+    def max(x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        return torch.amax(x) if axis is None else torch.amax(x, dim=axis)
+
+    @staticmethod
+    def sum(x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis)
+
+    @staticmethod
+    def zeros_like(x: torch.Tensor) -> torch.Tensor:
+        return _constant_like(x, 0.0)
+
+    @staticmethod
+    def ones_like(x: torch.Tensor) -> torch.Tensor:
+        return _constant_like(x, 1.0)
+
+    @staticmethod
+    def full_like(x: torch.Tensor, value: float) -> torch.Tensor:
+        return _constant_like(x, value)

@@ -1,0 +1,347 @@
+"""``nn.Module`` losses, used like ``nn.CrossEntropyLoss``; they only store configuration.
+
+Each Module calls its function in :mod:`emphasis_torch.functional`. The class
+``weight`` is a registered buffer (it follows ``.to(device)`` and is saved in the
+``state_dict``), as are hyperparameters given as tensors: a schedule can then
+update them in place (``loss_fn.beta.fill_(12.0)``) without recompiling a
+``torch.compile``'d training step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import emphasis
+from emphasis._validation import check_reduction
+from emphasis_torch import functional as F
+
+__all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss"]
+
+
+class _EmphasisLoss(nn.Module):
+    """Shared configuration: class weight, ignore_index, reduction, validation, statistics."""
+
+    weight: torch.Tensor | None
+    last_stats: F.BatchStats | None
+
+    def __init__(
+        self,
+        *,
+        weight: torch.Tensor | None,
+        ignore_index: int,
+        reduction: str,
+        validate: bool,
+        track_stats: bool,
+    ) -> None:
+        super().__init__()
+        if weight is not None:
+            if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
+                raise ValueError(f"weight must be a 1-d tensor (one per class), got {weight!r}")
+            if not weight.dtype.is_floating_point:
+                raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+            if not bool(torch.all(torch.isfinite(weight) & (weight >= 0))):
+                raise ValueError("weight must be finite and non-negative")
+        self.register_buffer("weight", weight)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        self.ignore_index = ignore_index
+        self.reduction = check_reduction(reduction)
+        self.validate = bool(validate)
+        self.track_stats = bool(track_stats)
+        self.last_stats = None
+
+    def _hyperparameter(self, name: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            self.register_buffer(name, value.detach().clone())
+        else:
+            setattr(self, name, value)
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "validate": self.validate,
+            "return_stats": self.track_stats,
+        }
+
+    def _finish(self, result: Any) -> torch.Tensor:
+        if not self.track_stats:
+            return result
+        loss, self.last_stats = result
+        return loss
+
+    def _base_repr(self) -> str:
+        parts = [f"reduction={self.reduction!r}", f"ignore_index={self.ignore_index}"]
+        if self.weight is not None:
+            parts.append(f"weight=<{tuple(self.weight.shape)}>")
+        if self.track_stats:
+            parts.append("track_stats=True")
+        if not self.validate:
+            parts.append("validate=False")
+        return ", ".join(parts)
+
+
+class GRLoss(_EmphasisLoss):
+    r"""Gradient rescaling loss: a drop-in replacement for ``nn.CrossEntropyLoss``.
+
+    Each example's CCE logit gradient is rescaled to L1 norm
+    ``w(p) = exp(beta p^lam (1 - p))``, p = softmax(z)[y]; the weights are
+    normalised to mean 1 over the batch (``normalize=True``) and faded near p = 1 by
+    ``eps``. The value returned is ``reported_loss`` (CCE by default); only the
+    gradient is GR's. See :func:`emphasis_torch.gr_loss` for the formula and every
+    argument.
+
+    Args:
+        beta, lam, transform, normalize, eps, reported_loss, weight, ignore_index,
+        reduction, global_batch, process_group, validate: as in
+        :func:`emphasis_torch.gr_loss` (keyword-only). Tensor ``beta``/``lam``/``eps``
+        become buffers.
+        track_stats: store the :class:`~emphasis_torch.BatchStats` of the last batch
+            in ``last_stats`` (detached tensors; works under torch.compile).
+
+    Shape:
+        - Input: (C), (N, C) or (N, C, d1, ..., dk) logits
+        - Target: (), (N) or (N, d1, ..., dk) class indices, or one-hot like Input
+        - Output: scalar; for ``reduction="none"`` the shape of the indices.
+
+    Example::
+
+        >>> import torch, emphasis_torch
+        >>> loss_fn = emphasis_torch.GRLoss(beta=8.0, lam=0.5, track_stats=True)
+        >>> logits = torch.zeros(4, 10, requires_grad=True)
+        >>> loss = loss_fn(logits, torch.tensor([0, 1, 2, 3]))
+        >>> loss.backward()
+        >>> round(loss.item(), 4), loss_fn.last_stats.spread.item()
+        (2.3026, 0.0)
+    """
+
+    def __init__(
+        self,
+        *,
+        beta: float | torch.Tensor = 8.0,
+        lam: float | torch.Tensor = 0.5,
+        transform: str = "exp",
+        normalize: bool = True,
+        eps: float | torch.Tensor = 1e-6,
+        reported_loss: Any = "cce",
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        global_batch: bool = False,
+        process_group: Any = None,
+        validate: bool = True,
+        track_stats: bool = False,
+    ) -> None:
+        super().__init__(
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            validate=validate,
+            track_stats=track_stats,
+        )
+        F.gr_config(beta, lam, transform, normalize, eps, reported_loss)  # raises on bad values
+        for name, value in (("beta", beta), ("lam", lam), ("eps", eps)):
+            if isinstance(value, torch.Tensor):
+                F._check_hyper_tensor(name, value)
+                bad = F._bad_hyper_tensor(name, value)
+                if bool(bad):
+                    raise ValueError(F._explain_hyper(name, value))
+            self._hyperparameter(name, value)
+        self.transform = transform
+        self.normalize = normalize
+        self.reported_loss = reported_loss
+        if global_batch and not normalize:
+            raise ValueError(
+                "global_batch=True needs normalize=True (it all-reduces the normaliser)"
+            )
+        self.global_batch = bool(global_batch)
+        self.process_group = process_group
+
+    @property
+    def scheme(self) -> emphasis.GR:
+        """The core scheme (``emphasis.GR``) with this Module's hyperparameters."""
+        return emphasis.GR(
+            beta=self.beta,
+            lam=self.lam,
+            transform=self.transform,
+            normalize=self.normalize,
+            eps=self.eps,
+            reported_loss=self.reported_loss,
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._finish(
+            F.gr_loss(
+                input,
+                target,
+                beta=self.beta,
+                lam=self.lam,
+                transform=self.transform,
+                normalize=self.normalize,
+                eps=self.eps,
+                reported_loss=self.reported_loss,
+                global_batch=self.global_batch,
+                process_group=self.process_group,
+                **self._common(),
+            )
+        )
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"beta={_show(self.beta)}",
+            f"lam={_show(self.lam)}",
+            f"transform={self.transform!r}",
+            f"normalize={self.normalize}",
+            f"eps={_show(self.eps)}",
+            f"reported_loss={self.reported_loss!r}",
+        ]
+        if self.global_batch:
+            parts.append("global_batch=True")
+        return ", ".join([*parts, self._base_repr()])
+
+
+class CCELoss(_EmphasisLoss):
+    r"""Categorical cross entropy with the core's gradient (w(p) = 2 (1 - p)).
+
+    Same value and gradient as ``nn.CrossEntropyLoss`` (no label smoothing); a
+    baseline that shares GR's code path and statistics. See
+    :func:`emphasis_torch.cce_loss`.
+
+    Shape:
+        As :class:`GRLoss`.
+
+    Example::
+
+        >>> import torch, emphasis_torch
+        >>> emphasis_torch.CCELoss()(torch.zeros(2, 4), torch.tensor([0, 3])).round(decimals=4)
+        tensor(1.3863)
+    """
+
+    def __init__(
+        self,
+        *,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+        track_stats: bool = False,
+    ) -> None:
+        super().__init__(
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            validate=validate,
+            track_stats=track_stats,
+        )
+
+    @property
+    def scheme(self) -> emphasis.CCE:
+        return emphasis.CCE()
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._finish(F.cce_loss(input, target, **self._common()))
+
+    def extra_repr(self) -> str:
+        return self._base_repr()
+
+
+class MAELoss(_EmphasisLoss):
+    r"""Mean absolute error ``2 (1 - p)`` with w(p) = 4 p (1 - p). See :func:`emphasis_torch.mae_loss`.
+
+    Shape:
+        As :class:`GRLoss`.
+
+    Example::
+
+        >>> import torch, emphasis_torch
+        >>> emphasis_torch.MAELoss()(torch.zeros(2, 4), torch.tensor([0, 3]))
+        tensor(1.5000)
+    """
+
+    def __init__(
+        self,
+        *,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+        track_stats: bool = False,
+    ) -> None:
+        super().__init__(
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            validate=validate,
+            track_stats=track_stats,
+        )
+
+    @property
+    def scheme(self) -> emphasis.MAE:
+        return emphasis.MAE()
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._finish(F.mae_loss(input, target, **self._common()))
+
+    def extra_repr(self) -> str:
+        return self._base_repr()
+
+
+class GCELoss(_EmphasisLoss):
+    r"""Generalised cross entropy ``(1 - p^q) / q``, w(p) = 2 p^q (1 - p). See :func:`emphasis_torch.gce_loss`.
+
+    Args:
+        q: exponent in [0, 1], a float or a 0-d tensor (then a buffer).
+
+    Shape:
+        As :class:`GRLoss`.
+
+    Example::
+
+        >>> import torch, emphasis_torch
+        >>> emphasis_torch.GCELoss(q=1.0)(torch.zeros(2, 4), torch.tensor([0, 3]))
+        tensor(0.7500)
+    """
+
+    def __init__(
+        self,
+        *,
+        q: float | torch.Tensor = 0.7,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+        track_stats: bool = False,
+    ) -> None:
+        super().__init__(
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            validate=validate,
+            track_stats=track_stats,
+        )
+        F.gce_config(q)
+        if isinstance(q, torch.Tensor):
+            F._check_hyper_tensor("q", q)
+            if bool(F._bad_hyper_tensor("q", q)):
+                raise ValueError(F._explain_hyper("q", q))
+        self._hyperparameter("q", q)
+
+    @property
+    def scheme(self) -> emphasis.GCE:
+        return emphasis.GCE(q=self.q)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._finish(F.gce_loss(input, target, q=self.q, **self._common()))
+
+    def extra_repr(self) -> str:
+        return ", ".join([f"q={_show(self.q)}", self._base_repr()])
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor({value.item():g})"
+    return f"{value:g}"
