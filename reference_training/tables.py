@@ -1,0 +1,488 @@
+"""Aggregate CIFAR runs into mean ± std tables laid out like the paper's Tables 2, 3 and 5.
+
+Reads every run directory under RUNS that has a ``final.json`` (written by
+``reference_training.train_cifar`` at the end of a run) and its ``config.json``, groups the runs
+by (schedule, dataset, depth, noise rate, loss settings), and prints, for each schedule found:
+
+* Table 2 (clean labels): final test accuracy of CCE, GR (λ=0, β=2) and GR (β=0) for CIFAR-10
+  ResNet-20 and ResNet-56 and CIFAR-100 ResNet-44;
+* Table 3 (CIFAR-10, ResNet-56, r = 20/40/60/80%): best and final test accuracy and the final
+  model's accuracy on the noisy ("corrupted / fitting") and intact ("intact / validation")
+  training labels, for CCE and the paper's five GR settings per noise rate;
+* Table 5 (CIFAR-100, ResNet-44, r = 20/40/60%): final test accuracy of CCE, GCE (q=0.7),
+  GR (β=8, λ=0.5) and the paper's tuned GR (β, λ);
+* every group of runs, whether or not the paper has a number for it.
+
+A paper table is shown for a schedule when at least one run fills one of its cells.
+
+Each of our cells is ``mean ± std (n)`` over the runs (seeds) of a group -- std is the sample
+standard deviation (ddof=1), left out when n = 1 -- next to the paper's number. A cell of the
+paper's GR matches only runs with GR's defaults otherwise (g = exp, weights normalised,
+eps = 1e-6); GR (β=0) matches any λ (with β = 0 every weight is exp(0) = 1).
+
+Usage::
+
+    python -m reference_training.tables runs/ --out tables.md
+    python -m reference_training.tables --plan 5 --data-dir ~/data --schedule released \\
+        --repeats 5 -- --amp bf16        # prints the commands that fill Table 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PAPER_GR_DEFAULTS = {"transform": "exp", "normalize": True, "eps": 1e-6}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss setting of the paper; ``None`` fields match anything."""
+
+    loss: str
+    beta: float | None = None
+    lam: float | None = None
+    q: float | None = None
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        if config.get("loss") != self.loss:
+            return False
+        if self.loss == "gr":
+            if any(
+                not _same(config.get(k), v) if isinstance(v, float) else config.get(k) != v
+                for k, v in PAPER_GR_DEFAULTS.items()
+            ):
+                return False
+            return _close(config.get("beta"), self.beta) and _close(config.get("lam"), self.lam)
+        if self.loss == "gce":
+            return _close(config.get("q"), self.q)
+        return True
+
+    def arguments(self) -> list[str]:
+        """The train_cifar arguments of this setting (λ defaults to 0 where any λ matches)."""
+        args = ["--loss", self.loss]
+        if self.loss == "gr":
+            args += ["--beta", f"{self.beta:g}", "--lam", f"{(self.lam or 0.0):g}"]
+        if self.loss == "gce":
+            args += ["--q", f"{self.q:g}"]
+        return args
+
+
+def _same(a: Any, b: float) -> bool:
+    return a is not None and math.isclose(float(a), b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _close(value: Any, wanted: float | None) -> bool:
+    return wanted is None or _same(value, wanted)
+
+
+CCE = LossSpec("cce")
+
+
+def GR(beta: float, lam: float | None) -> LossSpec:
+    return LossSpec("gr", beta=beta, lam=lam)
+
+
+# ---------------------------------------------------------------------------
+# the paper's numbers (Wang et al., Tables 2, 3 and 5)
+# ---------------------------------------------------------------------------
+
+#: Table 2: final test accuracy (%) with clean labels. Rows (dataset, depth); columns in order.
+TABLE2_COLUMNS = (("CCE", CCE), ("GR (λ=0, β=2)", GR(2.0, 0.0)), ("GR (β=0)", GR(0.0, None)))
+TABLE2 = {
+    ("cifar10", 20): (91.8, 91.8, 91.0),
+    ("cifar10", 56): (92.4, 92.5, 91.9),
+    ("cifar100", 44): (68.1, 68.4, 66.4),
+}
+
+#: Table 3: CIFAR-10, ResNet-56. Per noise rate, rows (label, setting, emphasis focus,
+#: (best test, final test, accuracy on corrupted training labels, on intact training labels)).
+TABLE3_METRICS = ("test_acc_best", "test_acc_final", "train_acc_noisy", "train_acc_intact")
+TABLE3_METRIC_NAMES = ("Best", "Final", "Corrupted/Fitting", "Intact/Validation")
+TABLE3: dict[float, list[tuple[str, LossSpec, str, tuple[float, ...]]]] = {
+    0.2: [
+        ("CCE", CCE, "0", (86.5, 76.8, 95.7, 80.6)),
+        ("GR (β=0)", GR(0.0, None), "None", (83.5, 58.1, 50.6, 60.2)),
+        ("GR (λ=0, β=2)", GR(2.0, 0.0), "0", (84.9, 76.4, 85.3, 80.5)),
+        ("GR (λ=0.5, β=12)", GR(12.0, 0.5), "0~0.5", (89.4, 87.8, 81.5, 95.0)),
+        ("GR (λ=1, β=16)", GR(16.0, 1.0), "0.5", (87.3, 86.7, 78.4, 93.8)),
+        ("GR (λ=2, β=24)", GR(24.0, 2.0), "0.5~1", (85.8, 85.5, 76.0, 91.4)),
+    ],
+    0.4: [
+        ("CCE", CCE, "0", (82.8, 60.9, 83.0, 64.4)),
+        ("GR (β=0)", GR(0.0, None), "None", (71.8, 44.9, 31.3, 45.8)),
+        ("GR (λ=0, β=1)", GR(1.0, 0.0), "0", (78.4, 65.6, 63.3, 66.6)),
+        ("GR (λ=0.5, β=12)", GR(12.0, 0.5), "0~0.5", (85.1, 79.9, 67.7, 85.7)),
+        ("GR (λ=1, β=16)", GR(16.0, 1.0), "0.5", (84.7, 83.3, 60.3, 88.9)),
+        ("GR (λ=2, β=20)", GR(20.0, 2.0), "0.5~1", (52.7, 52.7, 35.4, 53.6)),
+    ],
+    0.6: [
+        ("CCE", CCE, "0", (69.5, 37.2, 84.1, 40.5)),
+        ("GR (β=0)", GR(0.0, None), "None", (69.9, 57.9, 40.1, 58.6)),
+        ("GR (λ=0, β=0.5)", GR(0.5, 0.0), "0", (72.3, 53.9, 42.1, 55.1)),
+        ("GR (λ=0.5, β=12)", GR(12.0, 0.5), "0~0.5", (77.5, 58.5, 55.5, 62.6)),
+        ("GR (λ=1, β=12)", GR(12.0, 1.0), "0.5", (71.9, 70.0, 41.0, 73.9)),
+        ("GR (λ=2, β=12)", GR(12.0, 2.0), "0.5~1", (80.2, 72.5, 44.9, 75.4)),
+    ],
+    0.8: [
+        ("CCE", CCE, "0", (36.1, 16.1, 54.3, 18.4)),
+        ("GR (β=0)", GR(0.0, None), "None", (44.4, 28.2, 20.6, 28.8)),
+        ("GR (λ=0, β=0.5)", GR(0.5, 0.0), "0", (46.2, 21.3, 27.8, 23.1)),
+        ("GR (λ=0.5, β=8)", GR(8.0, 0.5), "0~0.5", (51.6, 22.4, 46.1, 24.4)),
+        ("GR (λ=1, β=8)", GR(8.0, 1.0), "0.5", (35.5, 31.5, 19.8, 32.3)),
+        ("GR (λ=2, β=12)", GR(12.0, 2.0), "0.5~1", (33.0, 32.8, 14.2, 32.6)),
+    ],
+}
+
+#: Table 5: CIFAR-100, ResNet-44, final test accuracy (%), mean ± std of 5 runs. The paper does
+#: not give GCE's q; q = 0.7 is GCE's own setting for CIFAR (Zhang & Sabuncu 2018).
+TABLE5_COLUMNS = ("CCE", "GCE (q=0.7)", "GR (β=8, λ=0.5)", "GR (β, λ) tuned")
+TABLE5: dict[float, list[tuple[LossSpec, tuple[float, float], str]]] = {
+    0.2: [
+        (CCE, (52.9, 0.2), ""),
+        (LossSpec("gce", q=0.7), (53.4, 0.3), ""),
+        (GR(8.0, 0.5), (62.6, 0.3), ""),
+        (GR(6.0, 0.3), (64.1, 0.2), "(6, 0.3)"),
+    ],
+    0.4: [
+        (CCE, (42.9, 0.2), ""),
+        (LossSpec("gce", q=0.7), (47.0, 0.2), ""),
+        (GR(8.0, 0.5), (59.3, 0.2), ""),
+        (GR(6.0, 0.4), (60.0, 0.1), "(6, 0.4)"),
+    ],
+    0.6: [
+        (CCE, (30.1, 0.2), ""),
+        (LossSpec("gce", q=0.7), (41.0, 0.2), ""),
+        (GR(8.0, 0.5), (49.9, 0.3), ""),
+        (GR(8.0, 0.5), (49.9, 0.3), "(8, 0.5)"),
+    ],
+}
+
+
+# ---------------------------------------------------------------------------
+# reading runs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    config: dict[str, Any]
+    result: dict[str, Any]
+
+
+def read_runs(root: str | Path) -> tuple[list[Run], list[Path]]:
+    """Finished runs under ``root`` and the directories of unfinished ones."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs directory {root} does not exist")
+    runs, unfinished = [], []
+    for config_path in sorted(root.rglob("config.json")):
+        final_path = config_path.with_name("final.json")
+        if not final_path.exists():
+            unfinished.append(config_path.parent)
+            continue
+        config = json.loads(config_path.read_text())
+        result = json.loads(final_path.read_text())
+        runs.append(Run(config_path.parent, config, result))
+    return runs, unfinished
+
+
+def loss_label(config: dict[str, Any]) -> str:
+    """Readable loss settings, e.g. ``GR (β=8, λ=0.5)`` or ``GCE (q=0.7)``."""
+    loss = config["loss"]
+    if loss == "gce":
+        return f"GCE (q={config['q']:g})"
+    if loss != "gr":
+        return loss.upper()
+    extra = []
+    if config.get("transform", "exp") != "exp":
+        extra.append(f"g={config['transform']}")
+    if not config.get("normalize", True):
+        extra.append("not normalised")
+    if config.get("eps") is not None and not _same(config["eps"], 1e-6):
+        extra.append(f"eps={config['eps']:g}")
+    return f"GR (β={config['beta']:g}, λ={config['lam']:g}{''.join(', ' + e for e in extra)})"
+
+
+def _key(config: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        config["schedule"],
+        config["dataset"],
+        int(config["depth"]),
+        round(float(config["noise_rate"]), 6),
+        loss_label(config),
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def __str__(self) -> str:
+        if not self.values:
+            return "—"
+        std = "" if self.std is None else f" ± {self.std:.1f}"
+        return f"{self.mean:.1f}{std} ({self.n})"
+
+
+def summarise(runs: Iterable[Run], metric: str) -> Summary:
+    return Summary(tuple(float(r.result[metric]) for r in runs))
+
+
+class RunIndex:
+    """Finished runs, looked up by schedule, dataset, depth, noise rate and loss setting."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        self.runs = list(runs)
+
+    def select(
+        self, schedule: str, dataset: str, depth: int, noise_rate: float, spec: LossSpec
+    ) -> list[Run]:
+        return [
+            r
+            for r in self.runs
+            if r.config["schedule"] == schedule
+            and r.config["dataset"] == dataset
+            and int(r.config["depth"]) == depth
+            and math.isclose(float(r.config["noise_rate"]), noise_rate, abs_tol=1e-9)
+            and spec.matches(r.config)
+        ]
+
+    def schedules(self) -> list[str]:
+        return sorted({r.config["schedule"] for r in self.runs})
+
+
+# ---------------------------------------------------------------------------
+# rendering (markdown)
+# ---------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(rate: float) -> str:
+    return f"{100 * rate:g}%"
+
+
+def render_table2(index: RunIndex, schedule: str) -> str | None:
+    header = ["Dataset", "Backbone"]
+    for name, _ in TABLE2_COLUMNS:
+        header += [f"{name} ours", "paper"]
+    rows, found = [], 0
+    for (dataset, depth), paper in TABLE2.items():
+        row = [dataset.upper().replace("CIFAR", "CIFAR-"), f"ResNet-{depth}"]
+        for (_, spec), number in zip(TABLE2_COLUMNS, paper, strict=True):
+            runs = index.select(schedule, dataset, depth, 0.0, spec)
+            found += len(runs)
+            row += [str(summarise(runs, "test_acc_final")), f"{number:.1f}"]
+        rows.append(row)
+    if not found:
+        return None
+    return (
+        f"### Table 2: clean labels, final test accuracy (%) — schedule `{schedule}`\n\n"
+        + _table(header, rows)
+    )
+
+
+def render_table3(index: RunIndex, schedule: str) -> str | None:
+    header = ["Noise r", "Focus", "Model"]
+    for name in TABLE3_METRIC_NAMES:
+        header += [f"{name} ours", "paper"]
+    rows, found = [], 0
+    for rate, entries in TABLE3.items():
+        for label, spec, focus, paper in entries:
+            runs = index.select(schedule, "cifar10", 56, rate, spec)
+            found += len(runs)
+            row = [_pct(rate), focus, label]
+            for metric, number in zip(TABLE3_METRICS, paper, strict=True):
+                row += [str(summarise(runs, metric)), f"{number:.1f}"]
+            rows.append(row)
+    if not found:
+        return None
+    return (
+        f"### Table 3: CIFAR-10, ResNet-56, noisy labels (%) — schedule `{schedule}`\n\n"
+        "Best = best test accuracy at the evaluation points; Final = at the end; "
+        "Corrupted/Fitting and Intact/Validation = the final model on the noisy and on the "
+        "intact training labels.\n\n" + _table(header, rows)
+    )
+
+
+def render_table5(index: RunIndex, schedule: str) -> str | None:
+    header = ["Noise r"]
+    for name in TABLE5_COLUMNS:
+        header += [f"{name} ours", "paper"]
+    rows, found = [], 0
+    for rate, entries in TABLE5.items():
+        row = [_pct(rate)]
+        for spec, (mean, std), setting in entries:
+            runs = index.select(schedule, "cifar100", 44, rate, spec)
+            found += len(runs)
+            row += [
+                str(summarise(runs, "test_acc_final")),
+                f"{mean:.1f} ± {std:.1f} {setting}".strip(),
+            ]
+        rows.append(row)
+    if not found:
+        return None
+    return (
+        f"### Table 5: CIFAR-100, ResNet-44, final test accuracy (%) — schedule `{schedule}`\n\n"
+        + _table(header, rows)
+    )
+
+
+def render_all_groups(runs: Sequence[Run]) -> str:
+    groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[_key(run.config)].append(run)
+    header = ["Schedule", "Dataset", "Depth", "Noise r", "Loss", "n", "Final test", "Best test",
+              "Noisy train", "Intact train", "Seeds"]  # fmt: skip
+    rows = []
+    for key in sorted(groups):
+        group = groups[key]
+        schedule, dataset, depth, rate, label = key
+        seeds = ",".join(
+            str(r.config["seed"]) for r in sorted(group, key=lambda r: r.config["seed"])
+        )
+        rows.append(
+            [schedule, dataset, str(depth), _pct(rate), label, str(len(group))]
+            + [str(summarise(group, m)) for m in
+               ("test_acc_final", "test_acc_best", "train_acc_noisy", "train_acc_intact")]
+            + [seeds]
+        )  # fmt: skip
+    return "### All runs: mean ± std (n) over seeds (%)\n\n" + _table(header, rows)
+
+
+def render(runs: Sequence[Run], unfinished: Sequence[Path] = ()) -> str:
+    """The markdown report of ``runs``."""
+    index = RunIndex(runs)
+    parts = [
+        "## CIFAR results\n\nOurs: mean ± sample std (number of runs) over seeds; — where no run "
+        "has finished. Paper: Wang et al., Tables 2, 3 and 5."
+    ]
+    for schedule in index.schedules():
+        for render_table in (render_table2, render_table3, render_table5):
+            table = render_table(index, schedule)  # None when no run fills a cell
+            if table is not None:
+                parts.append(table)
+    parts.append(render_all_groups(runs) if runs else "No finished runs.")
+    if unfinished:
+        parts.append(
+            f"{len(unfinished)} unfinished run(s) left out: "
+            + ", ".join(p.name for p in unfinished)
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# plans: the commands that fill a table
+# ---------------------------------------------------------------------------
+
+
+def plan(table: int) -> list[tuple[str, int, float, LossSpec]]:
+    """(dataset, depth, noise rate, setting) of every cell of ``table`` (2, 3 or 5)."""
+    cells: list[tuple[str, int, float, LossSpec]] = []
+    if table == 2:
+        for dataset, depth in TABLE2:
+            cells += [(dataset, depth, 0.0, spec) for _, spec in TABLE2_COLUMNS]
+    elif table == 3:
+        for rate, entries in TABLE3.items():
+            cells += [("cifar10", 56, rate, spec) for _, spec, _, _ in entries]
+    elif table == 5:
+        for rate, entries in TABLE5.items():
+            for spec, _, _ in entries:
+                if ("cifar100", 44, rate, spec) not in cells:
+                    cells.append(("cifar100", 44, rate, spec))
+    else:
+        raise ValueError(f"table must be 2, 3 or 5, got {table}")
+    return cells
+
+
+def plan_commands(
+    table: int,
+    data_dir: str,
+    schedule: str,
+    repeats: int,
+    seed: int,
+    out_dir: str,
+    extra: Sequence[str] = (),
+    python: str = "python",
+) -> list[str]:
+    commands = []
+    for dataset, depth, rate, spec in plan(table):
+        args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
+                "--dataset", dataset, "--depth", str(depth), "--noise-rate", f"{rate:g}",
+                *spec.arguments(), "--schedule", schedule, "--seed", str(seed),
+                "--repeats", str(repeats), "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+        commands.append(shlex.join(args))
+    return commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_training.tables",
+        description="Tables 2, 3 and 5 of the paper from CIFAR runs, or the commands that fill them.",
+        epilog="With --plan, arguments after -- are added to every command.",
+    )
+    parser.add_argument("runs", nargs="?", help="directory holding the run directories")
+    parser.add_argument("--out", help="also write the markdown to this file")
+    parser.add_argument(
+        "--plan",
+        type=int,
+        choices=(2, 3, 5),
+        help="print the training commands for this table instead",
+    )
+    parser.add_argument("--data-dir", default="DATA_DIR", help="--plan: CIFAR directory")
+    parser.add_argument(
+        "--schedule", choices=("paper", "released"), default="paper", help="--plan: schedule"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="--plan: seeds per cell")
+    parser.add_argument("--seed", type=int, default=1, help="--plan: first seed")
+    parser.add_argument("--out-dir", default="runs", help="--plan: runs directory")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []  # --plan: the arguments after "--" are added to every command
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    args = parser.parse_args(argv)
+    if args.plan is not None:
+        for command in plan_commands(args.plan, args.data_dir, args.schedule, args.repeats,
+                                     args.seed, args.out_dir, extra):  # fmt: skip
+            print(command)
+        return 0
+    if args.runs is None:
+        parser.error("give the runs directory (or --plan)")
+    runs, unfinished = read_runs(args.runs)
+    text = render(runs, unfinished)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
