@@ -337,7 +337,12 @@ def _append_value_checks(
 def _output_dtype(input: torch.Tensor) -> torch.dtype:
     # Under autocast the loss is float32, as F.cross_entropy (on autocast's float32 list)
     # returns it; otherwise it has the dtype of the input.
-    if input.dtype != torch.float64 and torch.is_autocast_enabled(input.device.type):
+    device_type = input.device.type
+    if (
+        input.dtype != torch.float64
+        and torch.amp.is_autocast_available(device_type)
+        and torch.is_autocast_enabled(device_type)
+    ):
         return torch.float32
     return input.dtype
 
