@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -343,8 +344,11 @@ def setup_context(device_name: str | None) -> Context:
 # ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=2)
 def epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
-    """The order of the training set in ``epoch``: a function of (seed, epoch) only."""
+    """The order of the training set in ``epoch``: a function of (seed, epoch) only.
+
+    Cached (the current epoch's is asked for at every step); do not modify the result."""
     return np.random.default_rng([seed, ORDER_STREAM, epoch]).permutation(size)
 
 
@@ -405,19 +409,23 @@ GLOBAL_NORMALIZE_OPTION = "global_batch"
 
 
 def build_loss(config: dict[str, Any], distributed: bool) -> nn.Module:
-    """The loss module of ``config`` from emphasis_torch."""
+    """The loss module of ``config`` from emphasis_torch.
+
+    ``validate=False``: the adapter's per-call checks cost a host-device sync every step; the
+    labels are checked once when read and a non-finite loss stops the run at the next record.
+    """
     import emphasis_torch
 
     loss = config["loss"]
     if loss == "cce":
-        return emphasis_torch.CCELoss()
+        return emphasis_torch.CCELoss(validate=False)
     if loss == "mae":
-        return emphasis_torch.MAELoss()
+        return emphasis_torch.MAELoss(validate=False)
     if loss == "gce":
-        return emphasis_torch.GCELoss(q=config["q"])
+        return emphasis_torch.GCELoss(q=config["q"], validate=False)
     kwargs: dict[str, Any] = dict(
         beta=config["beta"], lam=config["lam"], eps=config["eps"],
-        transform=config["transform"], normalize=config["normalize"],
+        transform=config["transform"], normalize=config["normalize"], validate=False,
     )  # fmt: skip
     if distributed and config["normalize"]:
         kwargs[GLOBAL_NORMALIZE_OPTION] = True
@@ -541,6 +549,8 @@ class Trainer:
         torch.manual_seed(config["seed"])
         self.net = resnet_cifar(config["depth"], train.num_classes).to(self.device)
         if ctx.distributed and config["sync_bn"]:
+            if self.device.type != "cuda":
+                raise ValueError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
             self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
         self.memory_format = (
             torch.channels_last if config["channels_last"] else torch.contiguous_format
@@ -562,6 +572,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.iteration = 0
+        self.last_lr = config["lr"]
         self.meters = Meters()
         self.best_test_acc = -1.0
         self.best_iteration = 0
@@ -658,13 +669,10 @@ class Trainer:
         indices = global_batch(cfg["seed"], iteration, len(self.noisy_labels), size)
         rows, cols, flips = augmentation(cfg["seed"], iteration, size)
         part = slice(rank * size // self.world, (rank + 1) * size // self.world)
-        index = torch.from_numpy(indices[part]).to(self.device)
-        images = crop_and_flip(
-            self.train_images[index],
-            torch.from_numpy(rows[part]).to(self.device),
-            torch.from_numpy(cols[part]).to(self.device),
-            torch.from_numpy(flips[part]).to(self.device),
-        )
+        # One host-to-device copy for the step's indices and augmentation.
+        plan = np.stack([indices[part], rows[part], cols[part], flips[part]])
+        index, r, c, f = torch.from_numpy(plan).to(self.device, non_blocking=True)
+        images = crop_and_flip(self.train_images[index], r, c, f.bool())
         x = self.normalize(images).contiguous(memory_format=self.memory_format)
         return x, self.noisy_labels[index]
 
@@ -679,6 +687,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         self.scheduler.step()
         self.iteration += 1
         with torch.no_grad():
@@ -754,7 +763,7 @@ class Trainer:
                 record = {
                     "iteration": it,
                     "epoch": it * cfg["batch_size"] / len(self.noisy_labels),
-                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "lr": self.last_lr,
                     "loss": loss_sum / count,
                     "train_acc_noisy": 100.0 * correct / count,
                 }
@@ -809,22 +818,26 @@ def _progress_bar(start: int, total: int, name: str) -> Any:
 
 
 def prepare_run_dir(config: dict[str, Any], ctx: Context) -> Path | None:
-    """Create the run directory; None when a finished run is to be skipped."""
+    """Create the run directory; None when a finished run is to be skipped.
+
+    Every rank makes the same decisions (from the same files) before rank 0 changes anything,
+    so that an error stops all ranks rather than leaving some waiting at a barrier.
+    """
     run_dir = Path(config["out_dir"]) / config["run_name"]
+    exists = (run_dir / "config.json").exists()
+    if exists and not (config["resume"] or config["overwrite"]):
+        raise FileExistsError(
+            f"{run_dir} already exists: pass --resume to continue it (a finished run is "
+            "skipped) or --overwrite to start again"
+        )
+    finished = (run_dir / "final.json").exists()
+    ctx.barrier()
+    if config["resume"] and not config["overwrite"] and finished:
+        return None
     if ctx.is_main:
-        exists = (run_dir / "config.json").exists()
         if exists and config["overwrite"]:
             for name in ("config.json", "log.jsonl", "checkpoint.pt", "final.json"):
                 (run_dir / name).unlink(missing_ok=True)
-        elif exists and not config["resume"]:
-            raise FileExistsError(
-                f"{run_dir} already exists: pass --resume to continue it (a finished run is "
-                "skipped) or --overwrite to start again"
-            )
-    ctx.barrier()
-    if config["resume"] and not config["overwrite"] and (run_dir / "final.json").exists():
-        return None
-    if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     return run_dir
@@ -851,6 +864,7 @@ def train_one(
             "realised_noise_rate": trainer.realised_noise_rate,
             "train_size": len(data[0]),
             "test_size": len(data[1]),
+            "loss_module": repr(trainer.loss_fn),
             "torch_version": torch.__version__,
             "emphasis_version": emphasis.__version__,
         }

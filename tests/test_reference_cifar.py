@@ -337,6 +337,8 @@ def test_training_run_writes_config_log_checkpoint_and_results(train_cifar, data
     config = json.loads((run / "config.json").read_text())
     assert config["loss"] == "gr" and config["beta"] == 12.0 and config["q"] is None
     assert config["weight_decay"] == 1e-4 and config["milestones"] == []
+    assert config["loss_module"].startswith("GRLoss(beta=12, lam=1")
+    assert "global_batch" not in config["loss_module"]  # one process: the batch is global
     # the paper's symmetric noise, drawn from the noise seed
     labels = cifar.load_split(data10, "cifar10", train=True).labels
     noisy = emphasis.symmetric_noise(labels, 0.4, 10, seed=np.random.default_rng([5, 1]))
@@ -355,6 +357,17 @@ def test_training_run_writes_config_log_checkpoint_and_results(train_cifar, data
     assert final["test_acc_best"] >= final["test_acc_final"]
     state = train_cifar.load_checkpoint(run / "checkpoint.pt", train_cifar.torch.device("cpu"))
     assert state["iteration"] == 6  # safe to read: torch.load(weights_only=True)
+
+
+def test_learning_rate_steps_at_the_milestones_counted_in_iterations(
+    train_cifar, data10, tmp_path, monkeypatch
+):
+    schedule = train_cifar.Schedule("paper", iterations=6, milestones=(2, 4), weight_decay=1e-4)
+    monkeypatch.setattr(train_cifar, "resolve_schedule", lambda *args: schedule)
+    _train(train_cifar, data10, tmp_path, "--run-name", "lr")
+    lrs = [r["lr"] for r in _records(tmp_path / "lr") if "lr" in r]
+    # records at iterations 2, 4, 6 show the rate of their last step (steps 2, 4, 6 of 6)
+    assert lrs == pytest.approx([0.1, 0.01, 0.001], rel=1e-12)
 
 
 def _assert_same_run(train_cifar, a: Path, b: Path) -> None:
@@ -492,3 +505,29 @@ def test_script_help_runs_as_a_file():
                          capture_output=True, text=True, check=True)  # fmt: skip
     assert "--schedule" in out.stdout and "--resume" in out.stdout
     assert "--halt-after" not in out.stdout
+
+
+def test_torchrun_two_processes_on_cpu(train_cifar, data10, tmp_path):
+    """DDP with gloo: the global batch split over 2 ranks, GR normalised over the global batch,
+    rank 0 alone writing the log, checkpoint and results."""
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "reference_training.train_cifar", "--data-dir", str(data10),
+               "--out-dir", str(tmp_path), *TINY, "--iterations", "4", "--loss", "gr",
+               "--noise-rate", "0.2", "--device", "cpu", "--run-name", "ddp"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "ddp"
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert "global_batch=True" in config["loss_module"]
+    records = _records(run)
+    assert [r["iteration"] for r in records if "loss" in r] == [2, 4]  # one writer, no duplicates
+    assert [r["iteration"] for r in records if "test_acc" in r] == [4]
+    final = json.loads((run / "final.json").read_text())
+    assert records[-1] == {"event": "final", **final}
+    state = train_cifar.load_checkpoint(run / "checkpoint.pt", "cpu")
+    assert state["iteration"] == 4 and state["world_size"] == 2
