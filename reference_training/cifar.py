@@ -273,13 +273,17 @@ def write_synthetic(
 ) -> Path:
     """Write a small learnable data set in ``dataset``'s binary layout under ``root``.
 
-    Each class is a fixed random colour pattern; an image is its class pattern plus noise. The
-    training examples are spread over the same files as the real distribution. Returns the
-    directory written (``root/cifar-10-batches-bin`` or ``root/cifar-100-binary``).
+    Each class is a fixed random pattern of 4x4 coloured blocks; an image is its class pattern
+    plus Gaussian noise (standard deviation 48 grey levels). The training examples are spread
+    over the same files as the real distribution. Returns the directory written
+    (``root/cifar-10-batches-bin`` or ``root/cifar-100-binary``).
     """
     fmt = _format(dataset)
     rng = np.random.default_rng(seed)
-    patterns = rng.integers(0, 256, size=(fmt.num_classes, *IMAGE_SHAPE)).astype(np.float64)
+    # Coarse patterns (4x4 blocks of 8x8 pixels), so that a class survives the 4-pixel shifts and
+    # the flips of the augmentation.
+    coarse = rng.integers(0, 256, size=(fmt.num_classes, 3, 4, 4)).astype(np.float64)
+    patterns = coarse.repeat(8, axis=2).repeat(8, axis=3)
     directory = Path(root) / fmt.directory
     directory.mkdir(parents=True, exist_ok=True)
 

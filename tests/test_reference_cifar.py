@@ -422,6 +422,7 @@ def test_resume_refuses_a_checkpoint_with_other_settings(train_cifar, data10, tm
         _train(train_cifar, data10, tmp_path, *common, "--resume", "--lr", "0.05")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_from_the_command_line(train_cifar, data10, tmp_path):
     """A real SIGKILL of the script (run as a file), then --resume: same weights as straight."""
     common = ["--data-dir", str(data10), *TINY, "--iterations", "6", "--checkpoint-every", "1",
@@ -507,6 +508,7 @@ def test_script_help_runs_as_a_file():
     assert "--halt-after" not in out.stdout
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(train_cifar, data10, tmp_path):
     """DDP with gloo: the global batch split over 2 ranks, GR normalised over the global batch,
     rank 0 alone writing the log, checkpoint and results."""
