@@ -218,7 +218,7 @@ def load_split(root: str | os.PathLike[str], dataset: str, train: bool) -> Cifar
     Examples
     --------
     >>> train = load_split("~/data", "cifar10", train=True)  # doctest: +SKIP
-    >>> train.images.shape, train.labels.shape
+    >>> train.images.shape, train.labels.shape  # doctest: +SKIP
     ((50000, 3, 32, 32), (50000,))
     """
     fmt = _format(dataset)
@@ -296,8 +296,8 @@ def write_synthetic(
     for names, size in ((fmt.train_files, train_size), (fmt.test_files, test_size)):
         images, labels = sample(size)
         for name, chunk in zip(names, np.array_split(np.arange(size), len(names)), strict=True):
-            coarse = labels[chunk] % 20 if fmt.label_bytes == 2 else None
-            (directory / name).write_bytes(encode_records(images[chunk], labels[chunk], coarse))
+            superclass = labels[chunk] % 20 if fmt.label_bytes == 2 else None
+            (directory / name).write_bytes(encode_records(images[chunk], labels[chunk], superclass))
     return directory
 
 

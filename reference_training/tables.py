@@ -413,8 +413,8 @@ def plan(table: int) -> list[tuple[str, int, float, LossSpec]]:
         for rate, entries in TABLE3.items():
             cells += [("cifar10", 56, rate, spec) for _, spec, _, _ in entries]
     elif table == 5:
-        for rate, entries in TABLE5.items():
-            for spec, _, _ in entries:
+        for rate, columns in TABLE5.items():
+            for spec, _, _ in columns:
                 if ("cifar100", 44, rate, spec) not in cells:
                     cells.append(("cifar100", 44, rate, spec))
     else:

@@ -390,6 +390,9 @@ def crop_and_flip(
 class Normalizer(nn.Module):
     """uint8 images -> float, per-channel standardised."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -440,7 +443,8 @@ def build_loss(config: dict[str, Any], distributed: bool) -> nn.Module:
 def rng_states() -> dict[str, Any]:
     """The global random states. The run draws its own numbers from seeded generators; the
     global states are saved too so that code added to the loop that uses them resumes exactly."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (global state)
+    state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = state
     states: dict[str, Any] = {
         "python": random.getstate(),
         # Stored as tensors and numbers so that torch.load(weights_only=True) can read them.
@@ -555,7 +559,7 @@ class Trainer:
         self.memory_format = (
             torch.channels_last if config["channels_last"] else torch.contiguous_format
         )
-        self.net = self.net.to(memory_format=self.memory_format)
+        self.net = self.net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.model: nn.Module = self.net
         if ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -898,7 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = resolve_config(args, seed)
             configure_torch(config)
             result = train_one(config, ctx, data, halt_after=args.halt_after)
-            if ctx.is_main:
+            if ctx.is_main and config["progress"]:  # without the bar, log records are printed
                 print(json.dumps(result), flush=True)
     finally:
         if ctx.distributed and dist.is_initialized():
