@@ -1,0 +1,332 @@
+"""``python -m emphasis.check``: do all installed backends give the same answer?
+
+Runs a fixed, seeded set of cases (shapes including N-d and channels-last, logit
+scales from 1e-3 to 1e4 with -inf entries, ignored labels, every scheme, every
+reduction, every dtype) through each installed backend and mode, and compares the
+loss values and logit gradients with the NumPy core evaluated on the same inputs.
+Prints a table of backend x mode x dtype x max error x verdict, exits with status
+1 on any disagreement, and writes JSON with ``--json``.
+
+Tolerances (derived, not tuned). The error measure is normwise per example,
+``max_j |g_j - ref_j| / max_j |ref_j|`` (and the same for loss values), against
+the core's result, which is within ~1.5 ulp of exact. The backends compute the
+same algorithm in their working precision ``u`` (float32 for 16-bit inputs):
+each gradient entry is ``exp(x)`` times O(1) factors, where ``x`` is a difference of
+logits, so its error is bounded by ``(c + |x|) u`` with ``|x|`` at most the exp
+range (745 in float64, 104 in float32) and c ~ 8 for the remaining operations.
+That gives 8.4e-14 (float64) and 6.7e-6 (float32). 16-bit outputs add their own
+rounding: half an ulp, 2^-11 (float16) and 2^-8 (bfloat16) relative to the row
+maximum, below which entries may flush to zero; we allow one full ulp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import emphasis
+from emphasis.schemes import Scheme
+
+__all__ = ["TOLERANCES", "Case", "Result", "cases", "compare", "main", "run"]
+
+#: normwise relative tolerance per input dtype (see the module docstring)
+TOLERANCES: dict[str, float] = {
+    "float64": (8 + 745) * 2.0**-53,
+    "float32": (8 + 104) * 2.0**-24,
+    "float16": 2.0**-10 + (8 + 104) * 2.0**-24,
+    "bfloat16": 2.0**-7 + (8 + 104) * 2.0**-24,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One comparison: inputs in float64 (rounded to ``dtype`` by the runner)."""
+
+    name: str
+    logits: np.ndarray
+    labels: np.ndarray
+    scheme: Scheme
+    reduction: str
+    axis: int
+    ignore_index: int = -100
+
+
+@dataclasses.dataclass
+class Result:
+    backend: str
+    mode: str
+    dtype: str
+    cases: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst: str = ""
+    error: str = ""
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCES.get(self.dtype, 0.0)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.max_rel <= self.tolerance
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(tolerance=self.tolerance, verdict="ok" if self.ok else "FAIL")
+        return out
+
+
+SCHEMES: tuple[Scheme, ...] = (
+    emphasis.CCE(),
+    emphasis.MAE(),
+    emphasis.GCE(q=0.7),
+    emphasis.GR(beta=8.0, lam=0.5),
+    emphasis.GR(beta=16.0, lam=1.0, eps=0.0),
+    emphasis.GR(beta=3.0, lam=2.0, transform="identity", normalize=False),
+)
+
+
+def cases(seed: int = 0, count: int = 24) -> list[Case]:
+    """A seeded, fixed list of cases covering layouts, scales, schemes and reductions."""
+    rng = np.random.default_rng(seed)
+    layouts = [((6, 5), 1), ((3, 4, 2, 3), 1), ((2, 3, 4), -1), ((1, 2), 1)]
+    scales = [1e-3, 1.0, 30.0, 1e4]
+    out = []
+    for index in range(count):
+        shape, axis = layouts[index % len(layouts)]
+        scale = scales[(index // len(layouts)) % len(scales)]
+        logits = rng.normal(size=shape) * scale
+        classes = shape[axis]
+        moved = np.moveaxis(logits, axis, -1)
+        if index % 3 == 0:
+            moved[rng.random(moved.shape) < 0.25] = -np.inf
+        labels = rng.integers(0, classes, size=moved.shape[:-1])
+        rows = moved.reshape(-1, classes)
+        flat = labels.reshape(-1)
+        dead = np.all(np.isneginf(rows), axis=1)
+        rows[dead, flat[dead]] = 0.0
+        if index % 4 == 1 and flat.size > 1:
+            flat[0] = -100
+        logits = np.moveaxis(rows.reshape(moved.shape), -1, axis)
+        scheme = SCHEMES[index % len(SCHEMES)]
+        reduction = ("mean", "sum", "none")[index % 3]
+        name = f"#{index} {shape} axis={axis} scale={scale:g} {scheme!r} {reduction}"
+        out.append(Case(name, logits, labels, scheme, reduction, axis))
+    return out
+
+
+def _round_to(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float64 data to ``dtype`` and back (what the backend will see)."""
+    if dtype == "bfloat16":
+        import ml_dtypes  # shipped with JAX and TensorFlow
+
+        return array.astype(ml_dtypes.bfloat16).astype(np.float64)
+    return array.astype(dtype).astype(np.float64)
+
+
+def _smallest_normal(dtype: str) -> float:
+    if dtype == "bfloat16":
+        return float(np.finfo(np.float32).tiny)  # bfloat16 has float32's exponent range
+    return float(np.finfo(dtype).tiny)
+
+
+def _normwise(actual: np.ndarray, expected: np.ndarray, dtype: str) -> tuple[float, float]:
+    """(max abs error, max normwise relative error) with inf == inf treated as equal.
+
+    A row whose largest entry is below the dtype's smallest normal number is
+    measured against that number: its entries can only be subnormal or zero.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape {actual.shape} != expected {expected.shape}")
+    same_inf = np.isinf(expected) & (actual == expected)
+    with np.errstate(invalid="ignore"):  # inf - inf, replaced just below
+        diff = np.where(same_inf, 0.0, np.abs(actual - expected))
+    if np.isnan(diff).any():
+        return math.inf, math.inf
+    finite = np.where(np.isinf(expected), 0.0, np.abs(expected))
+    scale = max(float(finite.max(initial=0.0)), _smallest_normal(dtype))
+    return float(diff.max(initial=0.0)), float(diff.max(initial=0.0) / scale)
+
+
+def compare(case: Case, dtype: str, loss: np.ndarray, grad: np.ndarray) -> tuple[float, float]:
+    """Errors of a backend's (loss, grad) against the core on the same rounded inputs."""
+    logits = _round_to(case.logits, dtype)
+    ref_loss, ref_grad = emphasis.loss_and_grad(
+        logits,
+        case.labels,
+        case.scheme,
+        case.reduction,
+        axis=case.axis,
+        ignore_index=case.ignore_index,
+    )
+    abs_l, rel_l = _normwise(loss, ref_loss, dtype)
+    moved_ref = np.moveaxis(ref_grad, case.axis, -1).reshape(-1, ref_grad.shape[case.axis])
+    moved = np.moveaxis(np.asarray(grad), case.axis, -1).reshape(moved_ref.shape)
+    worst_abs, worst_rel = abs_l, rel_l
+    for row, ref_row in zip(moved, moved_ref, strict=True):
+        a, r = _normwise(row, ref_row, dtype)
+        worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
+    return worst_abs, worst_rel
+
+
+#: runner(case, dtype, mode) -> (loss, grad) as NumPy arrays
+Runner = Callable[[Case, str, str], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str  #: the module whose presence makes the backend available
+    combos: Callable[[], list[tuple[str, str]]]  #: (mode, dtype) pairs to run
+    runner: Callable[[], Runner]  #: imports the framework lazily
+
+
+#: Keras backends other than TensorFlow, each compared in a child process
+KERAS_CHILD_BACKENDS = ("jax", "torch")
+
+
+def run(
+    backends: Sequence[str] | None = None,
+    seed: int = 0,
+    count: int = 24,
+    progress: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Run every case on every available backend, mode and dtype."""
+    from emphasis import _check_runners as runners
+
+    def wanted(name: str) -> bool:
+        return backends is None or name in backends
+
+    all_cases = cases(seed, count)
+    results = []
+    if backends is not None and list(backends) == ["keras"]:  # a child for one Keras backend
+        in_process = [runners.keras_backend()]
+    else:
+        in_process = [b for b in runners.in_process_backends() if wanted(b.name)]
+    for backend in in_process:
+        if importlib.util.find_spec(backend.module) is None:
+            continue
+        results.extend(_run_backend(backend, all_cases, progress))
+    for name in KERAS_CHILD_BACKENDS:
+        if (in_process and in_process[0].name == "keras") or not wanted(f"keras[{name}]"):
+            continue
+        if importlib.util.find_spec("keras") is None or importlib.util.find_spec(name) is None:
+            continue
+        if progress:
+            progress(f"keras[{name}] (child process)")
+        for row in runners.run_keras_subprocess(name, seed, count):
+            row.pop("tolerance", None)
+            row.pop("verdict", None)
+            results.append(Result(**row))
+    return results
+
+
+def _run_backend(
+    backend: Backend, all_cases: list[Case], progress: Callable[[str], None] | None
+) -> list[Result]:
+    try:
+        runner = backend.runner()
+        name = backend.name
+        if name == "keras":
+            import keras
+
+            name = f"keras[{keras.backend.backend()}]"
+        combos = backend.combos()
+    except Exception as err:  # a broken install is a disagreement, not a skip
+        return [Result(backend.name, "-", "-", error=f"{type(err).__name__}: {err}")]
+    results = []
+    for mode, dtype in combos:
+        result = Result(name, mode, dtype)
+        if progress:
+            progress(f"{name} {mode} {dtype}")
+        for case in all_cases:
+            try:
+                loss, grad = runner(case, dtype, mode)
+                abs_err, rel_err = compare(case, dtype, loss, grad)
+            except Exception as err:
+                result.error = f"{case.name}: {type(err).__name__}: {err}"
+                break
+            result.cases += 1
+            if rel_err >= result.max_rel:
+                result.worst = case.name
+            result.max_abs = max(result.max_abs, abs_err)
+            result.max_rel = max(result.max_rel, rel_err)
+        results.append(result)
+    return results
+
+
+def _table(results: Sequence[Result]) -> str:
+    header = (
+        "backend",
+        "mode",
+        "dtype",
+        "cases",
+        "max abs err",
+        "max rel err",
+        "tolerance",
+        "verdict",
+    )
+    rows = [
+        (
+            r.backend,
+            r.mode,
+            r.dtype,
+            str(r.cases),
+            f"{r.max_abs:.2e}",
+            f"{r.max_rel:.2e}",
+            f"{r.tolerance:.1e}" if r.dtype in TOLERANCES else "-",
+            "ok" if r.ok else "FAIL",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failures = [
+        f"{r.backend}/{r.mode}/{r.dtype}: {r.error or r.worst}" for r in results if not r.ok
+    ]
+    return "\n".join(lines + (["", "Disagreements:", *failures] if failures else []))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="emphasis-check",
+        description="Compare the loss values and logit gradients of every installed backend "
+        "(PyTorch, TensorFlow, Keras on each backend, JAX) with the NumPy core.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--backends", help="comma-separated subset (default: all installed)")
+    parser.add_argument("--cases", type=int, default=24, help="number of cases (default 24)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    chosen = args.backends.split(",") if args.backends else None
+
+    def progress(message: str) -> None:
+        if not args.json:
+            print(f"checking {message} ...", file=sys.stderr, flush=True)
+
+    results = run(chosen, args.seed, args.cases, progress)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(_table(results) if results else "no backend installed: only the NumPy core")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
