@@ -146,7 +146,7 @@ def gr_loss(
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], "float32")
     >>> losses = emphasis_tf.gr_loss(np.array([0, 1]), z, beta=8.0, lam=0.5, from_logits=True)
-    >>> np.round(np.asarray(losses), 4).tolist()
+    >>> np.asarray(losses, dtype=float).round(4).tolist()
     [0.2395, 0.0949]
     """
     scheme = GR(
@@ -172,7 +172,9 @@ def cce_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.round(np.asarray(emphasis_tf.cce_loss(np.array([1]), z, from_logits=True)), 4).tolist()
+    >>> np.asarray(emphasis_tf.cce_loss(np.array([1]), z, from_logits=True), dtype=float).round(
+    ...     4
+    ... ).tolist()
     [0.6931]
     """
     return _functional(y_true, y_pred, CCE(), from_logits, axis, ignore_class, sample_weight)
@@ -194,7 +196,9 @@ def mae_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.round(np.asarray(emphasis_tf.mae_loss(np.array([1]), z, from_logits=True)), 4).tolist()
+    >>> np.asarray(emphasis_tf.mae_loss(np.array([1]), z, from_logits=True), dtype=float).round(
+    ...     4
+    ... ).tolist()
     [1.0]
     """
     return _functional(y_true, y_pred, MAE(), from_logits, axis, ignore_class, sample_weight)
