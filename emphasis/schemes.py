@@ -215,11 +215,28 @@ class GCE(Scheme):
         return self.q
 
     def loss_value(self, log_p: Any, log_1mp: Any, xp: Any = np) -> Any:
+        """``(1 - p^q) / q`` as ``-log p * expm1(x) / x`` with ``x = q log p``.
+
+        The ratio ``expm1(x) / x`` is close to 1 for small x however few digits x
+        has, so a tiny q (even a subnormal one in float32) gives ``-log p`` instead
+        of dividing a rounded ``1 - p^q`` by q. At p = 0 the value is ``1 / q``.
+        """
         q = self.q
-        if is_concrete_number(q):
-            return _cce_loss(log_p) if q == 0 else -xp.expm1(q * log_p) / q
-        safe_q = xp.where(q == 0, xp.ones_like(q), q)
-        return xp.where(q == 0, _cce_loss(log_p), -xp.expm1(_power_log(q, log_p, xp)) / safe_q)
+        x = _power_log(q, log_p, xp)
+        nonzero = x != 0
+        safe_x = xp.where(nonzero, x, xp.ones_like(x))
+        ratio = xp.where(nonzero, xp.expm1(safe_x) / safe_x, xp.ones_like(x))
+        at_zero = (
+            (1.0 / q if q > 0 else math.inf)
+            if is_concrete_number(q)
+            else (xp.where(q > 0, 1.0 / xp.where(q > 0, q, xp.ones_like(q)), math.inf))
+        )
+        p_is_zero = log_p == -math.inf
+        return xp.where(
+            p_is_zero,
+            at_zero + xp.zeros_like(log_p),
+            -xp.where(p_is_zero, xp.zeros_like(log_p), log_p) * ratio,
+        )
 
 
 _REPORTED = {"cce": CCE, "mae": MAE, "gce": GCE}
