@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--beta", type=float, default=8.0)
     parser.add_argument("--lam", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: keep)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     validate = not args.no_validate

@@ -6,9 +6,10 @@ Two differences from ``array_api_compat.torch`` matter:
 
 - ``arange`` creates its tensor on the device of the batch (the kernel does not
   pass ``device=``, and a CPU ``arange`` compared with CUDA labels fails);
-- ``zeros_like``, ``ones_like`` and ``full_like`` return a broadcast view of a
-  0-d tensor (``expand_as``) instead of writing a full array: the kernel only
-  reads them (``where`` operands), and each saved write is a pass over (M, C).
+- in eager mode, ``zeros_like``, ``ones_like`` and ``full_like`` of large arrays
+  return a broadcast view of a 0-d tensor (``expand_as``) instead of writing a
+  full array: the kernel only reads them (``where`` operands), and each saved
+  write is a pass over (M, C).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import torch
 __all__ = ["TorchNamespace"]
 
 
+#: Below this many elements a filled tensor costs less than building a broadcast view.
+_VIEW_FROM = 1 << 15
+
+
 def _constant_like(x: torch.Tensor, value: float) -> torch.Tensor:
+    if torch.compiler.is_compiling() or x.numel() < _VIEW_FROM:
+        return torch.full_like(x, value)  # the compiler folds constants into its kernels
     return torch.full((), value, dtype=x.dtype, device=x.device).expand_as(x)
 
 

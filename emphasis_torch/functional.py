@@ -546,8 +546,9 @@ def gr_loss(
         >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], requires_grad=True)
         >>> loss = emphasis_torch.gr_loss(logits, torch.tensor([0, 2]), beta=8.0, lam=0.5)
         >>> loss.backward()
-        >>> logits.grad.abs().sum().round(decimals=4)  # both rows have norm w_i / mean(w) / 2
-        tensor(1.0000)
+        >>> # Row i has L1 norm (w_i / mean w) / N: normalised weights, so the norms sum to 1.
+        >>> logits.grad.abs().sum().round(decimals=4)
+        tensor(1.)
     """
     config = gr_config(beta, lam, transform, normalize, eps, reported_loss)
     return _emphasis_loss(
