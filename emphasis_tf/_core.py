@@ -24,6 +24,7 @@ The pipeline of one call:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -98,14 +99,40 @@ def _first_bad(bad: Any, values: Any) -> Any:
     return index, np.asarray(ops.convert_to_numpy(values))[index]
 
 
-def _report(bad: Any, values: Any, concrete: bool, describe: Any) -> None:
-    """Raise ``ValueError(describe(index, value))`` in eager mode, assert in a TF graph."""
-    if concrete:
-        if bool(ops.convert_to_numpy(ops.any(bad))):
-            index, value = _first_bad(bad, values)
-            raise ValueError(describe(index, value))
-    else:
-        _graph_assert(bad, describe(None, None))
+class Checks:
+    """What to do with bad values, by how the tensors are being computed.
+
+    ``"raise"``: concrete tensors (eager): raise ``ValueError`` naming the argument,
+    the example and its value. ``"assert"``: a TensorFlow graph: ``tf.debugging.Assert``
+    (NaN poisoning covers XLA and the other backends' compilers). ``"collect"``: the
+    compiled eager path: gather one flag; when it is set, the eager path recomputes
+    with ``"raise"`` to name the problem.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.flags: list[Any] = []
+
+    def check(self, bad: Any, values: Any, describe: Any, *, in_graphs: bool = True) -> None:
+        """``describe(index, value)`` -> message; ``values`` is only read on failure.
+
+        ``in_graphs=False``: a check made only when values can be read (NaN logits,
+        negative sample weights), since in a graph they show as NaN losses anyway.
+        """
+        if self.mode == "raise":
+            if bool(ops.convert_to_numpy(ops.any(bad))):
+                index, value = _first_bad(bad, values)
+                raise ValueError(describe(index, value))
+        elif self.mode == "collect":
+            self.flags.append(ops.any(bad))
+        elif in_graphs:
+            _graph_assert(bad, describe(None, None))
+
+    def any_flag(self) -> Any:
+        flag = ops.convert_to_tensor(False)
+        for f in self.flags:
+            flag = ops.logical_or(flag, f)
+        return flag
 
 
 def _static_shape(x: Any) -> tuple[int | None, ...]:
@@ -138,6 +165,58 @@ class Labels(NamedTuple):
     kind: str  #: "sparse" or "one-hot"
 
 
+def label_layout(
+    true_shape: tuple[int | None, ...], pred_shape: tuple[int | None, ...], axis: int
+) -> str:
+    """ "sparse", "column" (a class axis of size 1) or "one-hot"; ValueError otherwise.
+
+    ``None`` sizes (unknown in a graph) match anything.
+    """
+    expected = pred_shape[:axis] + pred_shape[axis + 1 :]
+    if len(true_shape) == len(pred_shape):
+        if true_shape[axis] == 1 and _compatible(
+            true_shape[:axis] + true_shape[axis + 1 :], expected
+        ):
+            return "column"
+        if pred_shape[axis] != 1 and _compatible(true_shape, pred_shape):
+            return "one-hot"
+    elif _compatible(true_shape, expected):
+        return "sparse"
+    raise ValueError(
+        f"y_true must hold integer class indices of shape {expected} (or one-hot rows of "
+        f"shape {pred_shape}) for y_pred of shape {pred_shape} with the class axis {axis}, "
+        f"got shape {true_shape}"
+    )
+
+
+def sample_weight_shape(
+    weight_shape: tuple[int | None, ...], label_shape: tuple[int | None, ...]
+) -> tuple[int | None, ...]:
+    """The shape sample weights take before broadcasting to the per-example losses.
+
+    Keras-style weights: one per example ((N,) or (N, 1)), or the shape of the
+    losses; trailing axes are added. ValueError when they cannot broadcast.
+    """
+    rank = len(label_shape)
+    shape = tuple(weight_shape)
+    if len(shape) == rank + 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    if 0 < len(shape) < rank:
+        shape = shape + (1,) * (rank - len(shape))
+    fits = len(shape) == 0 or (
+        len(shape) == rank
+        and all(
+            w in (None, 1) or n is None or w == n for w, n in zip(shape, label_shape, strict=True)
+        )
+    )
+    if not fits:
+        raise ValueError(
+            f"sample_weight must broadcast to the per-example losses of shape {label_shape} "
+            f"(one weight per example, or one per loss), got shape {tuple(weight_shape)}"
+        )
+    return shape
+
+
 def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int) -> Labels:
     """Class indices from sparse or one-hot ``y_true`` (decided by shape, like Keras).
 
@@ -147,29 +226,19 @@ def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int
     """
     y_true = ops.convert_to_tensor(y_true)
     true_shape = _static_shape(y_true)
-    num_classes = pred_shape[axis]
-    expected = pred_shape[:axis] + pred_shape[axis + 1 :]
     dtype = keras.backend.standardize_dtype(y_true.dtype)
     if dtype == "bool" or not (
         keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
     ):
         raise TypeError(f"y_true must hold integer class indices or one-hot rows, got {dtype}")
-    one_hot_shape = len(true_shape) == len(pred_shape) and _compatible(true_shape, pred_shape)
-    if len(true_shape) == len(pred_shape) and true_shape[axis] == 1:
-        y_true = ops.squeeze(y_true, axis=axis)
-        true_shape = expected
-        one_hot_shape = False
-    if one_hot_shape and num_classes != 1:
+    layout = label_layout(true_shape, pred_shape, axis)
+    if layout == "one-hot":
         indices = ops.cast(ops.argmax(y_true, axis=axis), "int32")
         binary = ops.all(ops.logical_or(y_true == 0, y_true == 1), axis=axis)
         single = ops.sum(ops.cast(y_true, "float32"), axis=axis) == 1
         return Labels(indices, ops.logical_not(ops.logical_and(binary, single)), "one-hot")
-    if not _compatible(true_shape, expected):
-        raise ValueError(
-            f"y_true must hold integer class indices of shape {expected} (or one-hot rows of "
-            f"shape {pred_shape}) for y_pred of shape {pred_shape} with the class axis {axis}, "
-            f"got shape {true_shape}"
-        )
+    if layout == "column":
+        y_true = ops.squeeze(y_true, axis=axis)
     if keras.backend.is_float_dtype(dtype):
         # Keras hands labels over as floats; they must still be whole numbers.
         bad = ops.logical_not(y_true == ops.floor(y_true))
@@ -178,7 +247,7 @@ def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int
     return Labels(ops.cast(y_true, "int32"), bad, "sparse")
 
 
-def probabilities_to_logits(y_pred: Any, dtype: str, concrete: bool) -> Any:
+def probabilities_to_logits(y_pred: Any, dtype: str, checks: Checks) -> Any:
     """Logits whose softmax is ``y_pred``: ``log(p)``.
 
     softmax(log p) = p, and every gradient row of the kernel sums to zero, so the
@@ -197,7 +266,7 @@ def probabilities_to_logits(y_pred: Any, dtype: str, concrete: bool) -> Any:
             f"from_logits=True if the model outputs logits{got}"
         )
 
-    _report(rows_bad, probs, concrete, describe)
+    checks.check(rows_bad, probs, describe)
     tiny = float(np.finfo(dtype).tiny)
     return ops.log(ops.maximum(probs, tiny))
 
@@ -263,14 +332,11 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
 def _sample_weight_like(sample_weight: Any, label_shape: Any, rank: int, dtype: str) -> Any:
     """Broadcast Keras-style sample weights ((N,), (N, 1), the loss shape) to the loss."""
     weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
-    if len(weight.shape) == rank + 1 and weight.shape[-1] == 1:
+    static_labels = tuple(n if isinstance(n, int) else None for n in label_shape)
+    shape = sample_weight_shape(_static_shape(weight), static_labels)
+    if len(weight.shape) == rank + 1:
         weight = ops.squeeze(weight, axis=-1)
-    if len(weight.shape) > rank:
-        raise ValueError(
-            f"sample_weight must broadcast to the per-example losses of rank {rank}, "
-            f"got shape {tuple(weight.shape)}"
-        )
-    while 0 < len(weight.shape) < rank:
+    while 0 < len(weight.shape) < len(shape):
         weight = ops.expand_dims(weight, -1)
     return ops.broadcast_to(weight, label_shape)
 
@@ -303,8 +369,120 @@ def per_example_losses(
         y_pred = y_pred._keras_logits
         from_logits = True
     y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    options = _Options(scheme, from_logits, axis, ignore_class, global_normalize)
+    if _compiled_eager_applies(options):
+        args = [y_true, y_pred]
+        args += [None if t is None else ops.convert_to_tensor(t) for t in (sample_weight, mask)]
+        _check_shapes(args, axis)
+        compiled = _compiled_eager(options, _signature(args, axis))
+        try:
+            result, bad = compiled(*(a for a in args if a is not None))
+        except tf_errors().InvalidArgumentError:
+            bad = True
+        if not bool(bad):
+            return result
+        # Something is wrong: recompute eagerly, which raises naming the problem.
+    mode = "raise" if is_concrete(y_pred) else "assert"
+    return _per_example(y_true, y_pred, options, sample_weight, mask, Checks(mode))
+
+
+class _Options(NamedTuple):
+    scheme: Scheme
+    from_logits: bool
+    axis: int
+    ignore_class: int | None
+    global_normalize: bool
+
+
+def _compiled_eager_applies(options: _Options) -> bool:
+    """Eager TensorFlow runs the whole computation as one ``tf.function``.
+
+    Eagerly, each of the ~200 small ops would cost Python dispatch time (tens of ms
+    per call). The compiled function is differentiated through as usual (its
+    custom gradient included). Not used when a replica context has several replicas:
+    the all-reduce must run in the replica's own context.
+    """
+    if BACKEND != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if not tf.executing_eagerly():
+        return False
+    context = tf.distribute.get_replica_context()
+    return context is None or context.num_replicas_in_sync <= 1
+
+
+def tf_errors() -> Any:
+    import tensorflow as tf
+
+    return tf.errors
+
+
+def _check_shapes(args: list[Any], axis: int) -> None:
+    """The static shape checks of a trace, made on the full shapes before a compiled
+    call (whose signature leaves the batch sizes open)."""
+    y_true, y_pred, sample_weight = args[0], args[1], args[2]
+    pred_shape = _static_shape(y_pred)
+    axis = _class_axis(pred_shape, axis)
+    label_layout(_static_shape(y_true), pred_shape, axis)
+    if sample_weight is not None:
+        sample_weight_shape(
+            _static_shape(sample_weight), pred_shape[:axis] + pred_shape[axis + 1 :]
+        )
+
+
+def _signature(args: list[Any], axis: int) -> tuple[Any, ...]:
+    """Input specs with dynamic sizes except the class axis and a trailing size 1.
+
+    One trace per (ranks, dtypes, number of classes) and no retracing when the batch
+    size changes.
+    """
+    import tensorflow as tf
+
+    pred_rank = len(args[1].shape)
+    specs = []
+    for arg in args:
+        if arg is None:
+            specs.append(None)
+            continue
+        shape = [None] * len(arg.shape)
+        if len(arg.shape) == pred_rank and -pred_rank <= axis < pred_rank:
+            shape[axis] = arg.shape[axis]
+        if shape and arg.shape[-1] == 1:
+            shape[-1] = 1
+        specs.append(tf.TensorSpec(shape, arg.dtype))
+    return tuple(specs)
+
+
+def _compute_collecting(
+    options: _Options, has_weight: bool, has_mask: bool, *args: Any
+) -> tuple[PerExample, Any]:
+    y_true, y_pred, rest = args[0], args[1], list(args[2:])
+    sample_weight = rest.pop(0) if has_weight else None
+    mask = rest.pop(0) if has_mask else None
+    checks = Checks("collect")
+    result = _per_example(y_true, y_pred, options, sample_weight, mask, checks)
+    return result, checks.any_flag()
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled_eager(options: _Options, signature: tuple[Any, ...]) -> Any:
+    import tensorflow as tf
+
+    has_weight, has_mask = signature[2] is not None, signature[3] is not None
+    # A partial, not a closure: TensorFlow counts traces per code object and would
+    # warn about "retracing" when several signatures each trace once.
+    compute = functools.partial(_compute_collecting, options, has_weight, has_mask)
+    specs = [spec for spec in signature if spec is not None]
+    return tf.function(compute, input_signature=specs)
+
+
+def _per_example(
+    y_true: Any, y_pred: Any, options: _Options, sample_weight: Any, mask: Any, checks: Checks
+) -> PerExample:
+    scheme, from_logits, axis, ignore_class, global_normalize = options
     dtype = compute_dtype(y_pred.dtype)
-    concrete = is_concrete(y_pred)
     pred_shape = _static_shape(y_pred)
     axis = _class_axis(pred_shape, axis)
     num_classes = pred_shape[axis]
@@ -315,7 +493,7 @@ def per_example_losses(
     if axis != rank:
         logits = ops.moveaxis(logits, axis, -1)
     if not from_logits:
-        logits = probabilities_to_logits(logits, dtype, concrete)
+        logits = probabilities_to_logits(logits, dtype, checks)
     labels = labels_to_indices(y_true, pred_shape, axis)
     label_shape = ops.shape(labels.indices)
     logits2d = ops.reshape(logits, (-1, num_classes))
@@ -340,18 +518,11 @@ def per_example_losses(
         got = "" if value is None else f", got {value} (example {index})"
         return f"y_true must hold integer class indices in [0, {num_classes - 1}]{ignored}{got}"
 
-    if concrete:
-        if labels.kind == "one-hot":
-            bad_rows = ops.reshape(labels.bad, (-1,))
-            true_rows = ops.reshape(
-                ops.moveaxis(ops.convert_to_tensor(y_true), axis, -1), (-1, num_classes)
-            )
-            _report(bad_rows, true_rows, True, describe_label)
-        else:
-            raw = ops.reshape(ops.convert_to_tensor(y_true), (-1,))
-            _report(bad_label, raw, True, describe_label)
+    if labels.kind == "one-hot" and checks.mode == "raise":
+        true_rows = ops.reshape(ops.moveaxis(y_true, axis, -1), (-1, num_classes))
+        checks.check(bad_label, true_rows, describe_label)
     else:
-        _graph_assert(bad_label, describe_label(None, None))
+        checks.check(bad_label, ops.reshape(y_true, (-1,)), describe_label)
     valid = ops.logical_and(valid, ops.logical_not(bad_label))
     if mask is not None:
         valid = ops.logical_and(valid, ops.reshape(ops.cast(mask, "bool"), (-1,)))
@@ -362,27 +533,22 @@ def per_example_losses(
     if sample_weight is not None:
         weight = _sample_weight_like(sample_weight, label_shape, rank, dtype)
         example_weight = ops.reshape(weight, (-1,))
-        if concrete:
 
-            def describe_weight(index: Any, value: Any) -> str:
-                return (
-                    f"sample_weight must be finite and non-negative, got {value} (example {index})"
-                )
+        def describe_weight(index: Any, value: Any) -> str:
+            return f"sample_weight must be finite and non-negative, got {value} (example {index})"
 
-            negative = ops.logical_not(
-                ops.logical_and(example_weight >= 0, example_weight < math.inf)
-            )
-            _report(negative, example_weight, True, describe_weight)
+        negative = ops.logical_not(ops.logical_and(example_weight >= 0, example_weight < math.inf))
+        checks.check(negative, example_weight, describe_weight, in_graphs=False)
     example_weight = ops.stop_gradient(example_weight)
 
     all_reduce = _replica_all_reduce() if global_normalize and scheme.normalize else None
     op = _custom_gradient_op(scheme, all_reduce)
     losses = op(logits2d, safe, valid, example_weight)
 
-    if concrete:
+    if checks.mode != "assert":
         # NaN or +inf logits give a NaN loss (or, for a +inf target, a silent p = 1).
-        target = ops.take_along_axis(logits2d, safe[:, None], axis=1)[:, 0]
-        bad_logits = ops.logical_and(valid, ops.logical_or(ops.isnan(losses), target == math.inf))
+        has_inf = ops.max(logits2d, axis=1) == math.inf
+        bad_logits = ops.logical_and(valid, ops.logical_or(ops.isnan(losses), has_inf))
 
         def describe_logits(index: Any, row: Any) -> str:
             if np.isnan(row).any():
@@ -396,7 +562,7 @@ def per_example_losses(
                 "(a class the model rules out)"
             )
 
-        _report(bad_logits, logits2d, True, describe_logits)
+        checks.check(bad_logits, logits2d, describe_logits, in_graphs=False)
 
     # Out-of-range or non-integer labels: NaN loss and NaN gradient for that example.
     poison = ops.where(bad_label, ops.full_like(losses, math.nan), ops.ones_like(losses))

@@ -8,6 +8,7 @@ tf.distribute run in subprocesses (tests/test_tf_backends.py).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ if keras.backend.backend() != "tensorflow":
         allow_module_level=True,
     )
 
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import emphasis  # noqa: E402
@@ -204,6 +205,9 @@ def test_dynamic_batch_dimension():
     np.testing.assert_allclose(grad(labels, logits).numpy(), ref, rtol=1e-5, atol=1e-7)
 
 
+# Each new (beta, lam) compiles the loss once (eager TF runs it as a tf.function): fewer
+# examples by default than the suite's profile; EMPHASIS_HYPOTHESIS_EXAMPLES raises it.
+@settings(max_examples=int(os.environ.get("EMPHASIS_HYPOTHESIS_EXAMPLES", "12")))
 @given(
     n=st.integers(1, 6),
     c=st.integers(2, 7),
