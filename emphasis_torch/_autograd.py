@@ -39,7 +39,7 @@ def _raw_scheme(cls: type, **fields: Any) -> Any:
     # Sets the dataclass fields without running __post_init__: torch.compile cannot
     # trace the core's validation (it calls np.isnan on Python floats). Callers
     # validate with the core's constructor in eager mode (see functional._validated_scheme).
-    scheme = object.__new__(cls)
+    scheme: Any = object.__new__(cls)
     for name, value in fields.items():
         object.__setattr__(scheme, name, value)
     return scheme

@@ -119,6 +119,10 @@ class GRLoss(_EmphasisLoss):
         (2.3026, 0.0)
     """
 
+    beta: float | torch.Tensor
+    lam: float | torch.Tensor
+    eps: float | torch.Tensor
+
     def __init__(
         self,
         *,
@@ -305,6 +309,8 @@ class GCELoss(_EmphasisLoss):
         >>> emphasis_torch.GCELoss(q=1.0)(torch.zeros(2, 4), torch.tensor([0, 3]))
         tensor(0.7500)
     """
+
+    q: float | torch.Tensor
 
     def __init__(
         self,
