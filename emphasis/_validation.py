@@ -8,6 +8,7 @@ checked by the adapter where that is possible without a device round trip.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -38,7 +39,7 @@ def check_hyperparameter(
     if not is_concrete_number(value):
         return value
     number = float(value)
-    if np.isnan(number) or np.isinf(number):
+    if math.isnan(number) or math.isinf(number):  # math, not NumPy: torch.compile traces it
         raise ValueError(f"{name} must be a finite number, got {number}")
     if number < low or (high is not None and number > high):
         expected = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"

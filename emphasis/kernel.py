@@ -3,8 +3,10 @@
 This module is what the adapters call: every function takes ``xp``, an array
 namespace (``numpy``, ``array_api_compat.torch``, ``jax.numpy``, ``keras.ops``,
 ``tensorflow.experimental.numpy``) and uses only elementwise functions,
-``where``, ``max``, ``sum``, ``arange`` and broadcasting, so the same code runs
-eagerly, under ``torch.compile``, ``tf.function``/XLA and ``jax.jit``.
+``where``, ``max``, ``sum``, ``arange``, ``take_along_axis`` and broadcasting, so the same code runs
+eagerly, under ``torch.compile``, ``tf.function``/XLA and ``jax.jit``. (A namespace
+needs: ``arange, where, exp, expm1, log, logaddexp, max, sum, take_along_axis,
+zeros_like, ones_like, full_like``, plus ``moveaxis`` and ``reshape`` for layouts.)
 
 Rows are examples: ``logits`` has shape (M, C) and ``labels`` shape (M,) (see
 :mod:`emphasis._layout` for N-d and channels-last inputs).
@@ -94,7 +96,7 @@ def relevance(logits: Any, labels: Any, xp: Any = np) -> Relevance:
     -inf has p = 1. A row of only -infs has no softmax and gives NaN.
     """
     target = _one_hot(labels, logits.shape[-1], xp)
-    z_y = xp.sum(xp.where(target, logits, xp.zeros_like(logits)), axis=-1)
+    z_y = xp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
     rest = xp.where(target, xp.full_like(logits, -math.inf), logits)
     m = xp.max(rest, axis=-1)
     m_safe = xp.where(m > -math.inf, m, xp.zeros_like(m))
@@ -230,5 +232,5 @@ def grad_rows(logits: Any, labels: Any, coef: Any, lse_rest: Any, xp: Any = np) 
     """
     target = _one_hot(labels, logits.shape[-1], xp)
     shift = xp.where(lse_rest > -math.inf, lse_rest, xp.zeros_like(lse_rest))
-    d = xp.where(target, -xp.ones_like(logits), xp.exp(logits - shift[:, None]))
+    d = xp.where(target, xp.full_like(logits, -1.0), xp.exp(logits - shift[:, None]))
     return coef[:, None] * d

@@ -33,7 +33,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,14 +85,16 @@ class Scheme:
         return 0.0
 
     @property
-    def focus(self) -> float:
+    def focus(self) -> Any:
         """Emphasis focus: the p in [0, 1] where w(p) is largest, ``lam / (1 + lam)``.
 
         (With beta = 0 every p has the same weight; the value is then the focus of
         the family member, ``lam / (1 + lam)``, by convention.)
         """
-        lam = float(self.lam)
-        return lam / (1.0 + lam)
+        lam = self.lam
+        if is_concrete_number(lam):
+            return float(lam) / (1.0 + float(lam))
+        return lam / (1 + lam)  # a tensor stays a tensor (no host sync)
 
     # -- the mathematics, written once -------------------------------------------------
     def log_weight(self, log_p: Any, log_1mp: Any, xp: Any = np) -> Any:
@@ -297,7 +299,7 @@ class GR(Scheme):
     transform: str = "exp"
     normalize: bool = True
     eps: Any = 1e-6
-    reported_loss: Any = field(default_factory=CCE)
+    reported_loss: Any = CCE()  # an instance, not a default_factory: Dynamo traces it
     name: ClassVar[str] = "gr"
 
     def __post_init__(self) -> None:

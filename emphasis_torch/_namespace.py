@@ -47,6 +47,10 @@ class TorchNamespace:
     reshape = staticmethod(torch.reshape)
 
     @staticmethod
+    def take_along_axis(x: torch.Tensor, indices: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.take_along_dim(x, indices, dim=axis)
+
+    @staticmethod
     def max(x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         return torch.amax(x) if axis is None else torch.amax(x, dim=axis)
 
