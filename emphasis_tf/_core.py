@@ -441,12 +441,12 @@ def _signature(args: list[Any], axis: int) -> tuple[Any, ...]:
     import tensorflow as tf
 
     pred_rank = len(args[1].shape)
-    specs = []
+    specs: list[Any] = []
     for arg in args:
         if arg is None:
             specs.append(None)
             continue
-        shape = [None] * len(arg.shape)
+        shape: list[int | None] = [None] * len(arg.shape)
         if len(arg.shape) == pred_rank and -pred_rank <= axis < pred_rank:
             shape[axis] = arg.shape[axis]
         if shape and arg.shape[-1] == 1:
@@ -485,7 +485,7 @@ def _per_example(
     dtype = compute_dtype(y_pred.dtype)
     pred_shape = _static_shape(y_pred)
     axis = _class_axis(pred_shape, axis)
-    num_classes = pred_shape[axis]
+    num_classes = int(pred_shape[axis] or 0)  # static: _class_axis checked it
     rank = len(pred_shape) - 1
 
     # Rows: the class axis last, then (M, C).
