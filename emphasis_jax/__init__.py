@@ -1,8 +1,16 @@
-"""JAX adapter for :mod:`emphasis` (being written).
+"""JAX adapter for :mod:`emphasis`: per-example losses in the optax style.
 
-It will expose ``gr_loss`` (a pure, per-example loss function in the optax style) with the core's
-stable logit gradient registered through ``jax.custom_vjp``. Importing this package imports JAX;
-importing :mod:`emphasis` alone never does.
+``gr_loss``, ``cce_loss``, ``mae_loss`` and ``gce_loss`` are pure functions of logits and
+integer labels returning one loss per example, like
+``optax.softmax_cross_entropy_with_integer_labels``; the logit gradient is the core's,
+registered with ``jax.custom_jvp`` (so ``grad``, ``jit``, ``vmap``, ``jvp``, ``pmap`` and
+``shard_map`` all work)::
+
+    import emphasis_jax
+
+    loss = emphasis_jax.gr_loss(logits, labels, beta=8.0, lam=0.5).mean()
+
+Importing this package imports JAX; importing :mod:`emphasis` alone never does.
 """
 
 try:
@@ -10,4 +18,6 @@ try:
 except ImportError as err:
     raise ImportError('emphasis_jax needs JAX: pip install "emphasis[jax]"') from err
 
-__all__: list[str] = []
+from emphasis_jax._losses import cce_loss, gce_loss, gr_loss, mae_loss
+
+__all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
