@@ -535,11 +535,12 @@ def plot_curves(path: Path, curves: Sequence[dict[str, Any]], config: Config) ->
                     [[c[column] for c in sel if c["epoch"] == e] for e in epochs], dtype=float
                 )
                 color = f"C{i}"
-                ax.plot(epochs, values.mean(1), color=color, label=_plot_label(key, rate))
+                label = loss_setting(key, rate).label
+                ax.plot(epochs, values.mean(1), color=color, label=label)
                 ax.fill_between(epochs, values.min(1), values.max(1), color=color, alpha=0.2)
             ax.grid(alpha=0.3)
             if row == 0:
-                ax.set_title(f"r = {rate:.0%}")
+                ax.set_title(_panel_title(rate, keys))
             else:
                 ax.set_xlabel("epoch")
             if col == 0:
@@ -551,16 +552,16 @@ def plot_curves(path: Path, curves: Sequence[dict[str, Any]], config: Config) ->
         f"{len(config.seeds)} seed(s), band = min..max"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
 
 
-def _plot_label(key: str, rate: float) -> str:
-    setting = loss_setting(key, rate)
-    if key == "gr-suggest":
-        return f"GR suggest (β={setting.beta:g}, λ={setting.lam:g})"
-    return setting.label
+def _panel_title(rate: float, keys: Sequence[str]) -> str:
+    if "gr-suggest" not in keys:
+        return f"r = {rate:.0%}"
+    setting = loss_setting("gr-suggest", rate)
+    return f"r = {rate:.0%} (suggest: β={setting.beta:g}, λ={setting.lam:g})"
 
 
 # ---------------------------------------------------------------------------
