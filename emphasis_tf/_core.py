@@ -36,6 +36,28 @@ from emphasis import kernel
 from emphasis.schemes import Scheme
 
 BACKEND = keras.backend.backend()
+
+
+class _KerasNamespace:
+    """``keras.ops`` for the kernel, with a ``logaddexp`` that keeps float64.
+
+    On the JAX and torch backends of Keras 3.15, ``ops.logaddexp`` of two float64
+    tensors returns float32, which would silently compute float64 input in single
+    precision (found by the cross-backend check). The rest is ``keras.ops``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ops, name)
+
+    @staticmethod
+    def logaddexp(a: Any, b: Any) -> Any:
+        # log(e^a + e^b) = max + log1p(exp(-|a - b|)); equal infinities never reach here
+        # (the kernel's first argument is always 0).
+        larger = ops.where(a > b, a, b)
+        return larger + ops.log1p(ops.exp(-ops.abs(a - b)))
+
+
+XP = _KerasNamespace()
 #: Backends without automatic differentiation compute the loss value only.
 _HAS_AUTODIFF = BACKEND in ("tensorflow", "jax", "torch")
 
@@ -302,7 +324,7 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
             logits,
             labels,
             scheme,
-            ops,
+            XP,
             valid=valid,
             example_weight=example_weight,
             all_reduce=all_reduce,
@@ -321,7 +343,7 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
             if upstream is None:
                 upstream = args[0]
             coef = out.coef * ops.cast(upstream, out.coef.dtype)
-            rows = kernel.grad_rows(logits, labels, coef, out.lse_rest, ops)
+            rows = kernel.grad_rows(logits, labels, coef, out.lse_rest, XP)
             return rows, None, None, None
 
         return out.loss, grad
