@@ -99,7 +99,6 @@ def _losses(static: _Static, logits: Any, labels: Any, valid: Any, hyper: dict[s
     return _forward(static, logits, labels, valid, hyper).loss
 
 
-@_losses.defjvp
 def _losses_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     logits, labels, valid, hyper = primals
     logits_dot, _, _, hyper_dot = tangents
@@ -124,6 +123,8 @@ def _losses_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple[Any, 
     return out.loss, tangent
 
 
+# Symbolic zeros: differentiating only the logits (the usual case) skips the
+# hyperparameter branch entirely, and differentiating only a hyperparameter skips G.
 _losses.defjvp(_losses_jvp, symbolic_zeros=True)
 
 
@@ -289,9 +290,7 @@ def _first_problems(logits: Any, labels: Any, valid: Any, target_excluded: Any) 
     return jnp.where(firsts < big, firsts, -1)
 
 
-def _check_values(
-    z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index: int | None
-) -> None:
+def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index: Any) -> None:
     """The core's value checks, run when the values are known (not under jit or vmap).
 
     One reduction on the device and one scalar read decide whether anything is wrong;
@@ -351,7 +350,12 @@ def _per_example(
     batch = _prepare(logits, labels, axis=axis, where=where, ignore_index=ignore_index)
     compute = batch.logits.dtype
     hyper = {name: jnp.asarray(value, dtype=compute) for name, value in hyper.items()}
-    losses = _losses(static, batch.logits, batch.labels, batch.valid, hyper)
+    if batch.logits.shape[0] == 0:
+        # No examples: nothing to normalise (the kernel's max has no identity on empty
+        # input); zero losses, kept differentiable so grad returns an empty gradient.
+        losses = jnp.sum(batch.logits, axis=-1) * 0
+    else:
+        losses = _losses(static, batch.logits, batch.labels, batch.valid, hyper)
     losses = jnp.where(batch.bad_label, jnp.nan, losses)
     return jnp.reshape(losses, batch.label_shape).astype(batch.dtype)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import doctest
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,6 +233,14 @@ def test_nothing_kept_gives_zero_loss_and_gradient():
     logits, labels = _batch(8, n=4)
     losses, grads = _value_and_rows(emphasis_jax.gr_loss, logits, labels, where=jnp.zeros(4, bool))
     assert np.all(losses == 0) and np.all(grads == 0)
+
+
+@pytest.mark.parametrize(("name", "scheme", "fn"), CASES[:1] + CASES[4:5], ids=IDS[:1] + IDS[4:5])
+def test_empty_batch(name, scheme, fn):
+    logits = jnp.zeros((0, 5), jnp.float32)
+    labels = jnp.zeros((0,), jnp.int32)
+    losses, grads = _value_and_rows(fn, logits, labels, eager=True)
+    assert losses.shape == (0,) and grads.shape == (0, 5)
 
 
 def test_identity_special_cases_reproduce_cce_mae_gce():
@@ -465,7 +474,7 @@ def test_forward_mode_agrees_with_reverse_mode():
 def test_traced_hyperparameters_compile_once():
     logits, labels = _batch(22)
     z = jnp.asarray(logits, jnp.float32)
-    traces = []
+    traces: list[None] = []
 
     @jax.jit
     def grads(z, beta, lam, eps):
@@ -529,6 +538,7 @@ def test_docstring_examples():
 
 Z = np.zeros((3, 4), np.float32)
 Y = np.array([0, 1, 2])
+UNTYPED: Any = emphasis_jax  # for arguments of the wrong type, on purpose
 
 
 @pytest.mark.parametrize(
@@ -557,7 +567,7 @@ Y = np.array([0, 1, 2])
         (lambda: emphasis_jax.gr_loss(Z, Y, lam=None), TypeError, "lam must be a real"),
         (lambda: emphasis_jax.gr_loss(Z, Y, beta=[8.0]), TypeError, "beta must be a real"),
         (lambda: emphasis_jax.gr_loss(Z, Y, transform="log"), ValueError, "transform must be"),
-        (lambda: emphasis_jax.gr_loss(Z, Y, normalize="yes"), TypeError, "normalize must be"),
+        (lambda: UNTYPED.gr_loss(Z, Y, normalize="yes"), TypeError, "normalize must be"),
         (lambda: emphasis_jax.gr_loss(Z, Y, reported_loss="hinge"), ValueError, "reported_loss"),
         (lambda: emphasis_jax.gce_loss(Z, Y, q=1.5), ValueError, r"q must be in \[0, 1\]"),
         (lambda: emphasis_jax.gce_loss(Z, Y, q=-0.1), ValueError, r"q must be in \[0, 1\]"),
@@ -575,8 +585,8 @@ Y = np.array([0, 1, 2])
             ValueError,
             r"where excludes the labelled class",
         ),
-        (lambda: emphasis_jax.gr_loss(Z, Y, ignore_index=1.5), TypeError, "ignore_index must be"),
-        (lambda: emphasis_jax.gr_loss(Z, Y, axis_name=["d"]), TypeError, "axis_name must be"),
+        (lambda: UNTYPED.gr_loss(Z, Y, ignore_index=1.5), TypeError, "ignore_index must be"),
+        (lambda: UNTYPED.gr_loss(Z, Y, axis_name=["d"]), TypeError, "axis_name must be"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, match):

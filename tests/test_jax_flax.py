@@ -38,7 +38,7 @@ def _example_code() -> str:
 def test_flax_training_step_example_runs_and_learns(capsys, monkeypatch):
     import emphasis_jax
 
-    traces = []
+    traces: list[None] = []
     gr_loss = emphasis_jax.gr_loss
 
     def counting_gr_loss(*args, **kwargs):
