@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,12 +43,23 @@ def _kwargs(scheme: Scheme) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"unknown scheme {scheme!r}")
 
 
-def _reduce_per_example(losses: Any, valid: np.ndarray, reduction: str, xp: Any) -> Any:
-    """Reduce per-example losses (already 0 where ignored) as the core does."""
+def _reduce_per_example(
+    losses: Any, valid: np.ndarray, reduction: str, cast: Any, dtype: str, xp: Any
+) -> Any:
+    """Reduce per-example losses (already 0 where ignored) as the core does.
+
+    Sums run in the compute dtype (float32 for 16-bit losses), as Keras's reductions
+    and torch's do: a float16 sum of losses in the thousands overflows.
+    """
+    losses = cast(losses, "float64" if dtype == "float64" else "float32")
     if reduction == "none":
         return losses
     total = xp.sum(losses)
-    return total / max(int(valid.sum()), 1) if reduction == "mean" else total
+    if reduction == "sum":
+        return total
+    count = int(valid.sum())
+    # The core's convention (torch's): a mean over no valid example is NaN, gradient 0.
+    return total / count if count else total * 0.0 + math.nan
 
 
 # -- PyTorch -----------------------------------------------------------------------------
@@ -112,7 +124,9 @@ def _keras_runner() -> Runner:
             losses = function(
                 y, z, from_logits=True, axis=case.axis, ignore_class=case.ignore_index, **kwargs
             )
-            return _reduce_per_example(losses, valid, case.reduction, keras.ops)
+            return _reduce_per_example(
+                losses, valid, case.reduction, keras.ops.cast, dtype, keras.ops
+            )
 
         return _keras_value_and_grad(backend, mode, loss_of, case.logits, labels, dtype_name)
 
@@ -210,7 +224,9 @@ def _jax_runner() -> Runner:
 
         def total(z: Any, y: Any) -> Any:
             losses = function(z, y, ignore_index=case.ignore_index, **kwargs)
-            loss = _reduce_per_example(losses, valid, case.reduction, jnp)
+            loss = _reduce_per_example(
+                losses, valid, case.reduction, lambda x, t: x.astype(t), dtype, jnp
+            )
             return jnp.sum(loss), loss
 
         with jax.enable_x64(dtype == "float64"):

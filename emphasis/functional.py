@@ -165,7 +165,9 @@ def _loss_and_grad(batch: Batch, scheme: Scheme, reduction_: str) -> tuple[np.nd
         example_weight=batch.example_weight,
     )
     scale = _reduction_scale(batch.example_weight, reduction_)
-    grad = kernel.grad_rows(batch.logits, batch.labels, out.coef * scale, out.lse_rest, np)
+    grad = kernel.grad_rows(
+        batch.logits, batch.labels, out.coef * scale, out.rest_max, out.rest_sum, np
+    )
     grad = batch.restore(grad).astype(batch.dtype)
     losses = out.loss * batch.example_weight
     if reduction_ == "none":

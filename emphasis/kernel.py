@@ -60,15 +60,17 @@ class Relevance(NamedTuple):
 
     log_p: Any  #: log p, p = softmax(z)[y]
     log_1mp: Any  #: log(1 - p), without cancellation
-    lse_rest: Any  #: logsumexp of the non-target logits (-inf when all are -inf)
+    rest_max: Any  #: max of the non-target logits (0 when all are -inf): the softmax shift
+    rest_sum: Any  #: sum_j!=y exp(z_j - rest_max) (0 when all are -inf)
 
 
 class Forward(NamedTuple):
-    """What a forward pass computes; ``coef`` and ``lse_rest`` are all the backward needs."""
+    """What a forward pass computes; ``coef``, ``rest_max`` and ``rest_sum`` are all the backward needs."""
 
     loss: Any  #: (M,) per-example loss value (0 for ignored rows)
     coef: Any  #: (M,) per-example gradient scale: grad_i = coef_i * d_i
-    lse_rest: Any  #: (M,)
+    rest_max: Any  #: (M,) see :class:`Relevance`
+    rest_sum: Any  #: (M,)
     log_p: Any  #: (M,)
     log_weight: Any  #: (M,) log of the raw weight w(p)
     log_mean_weight: Any  #: () log of the normaliser (0 when the scheme does not normalise)
@@ -100,13 +102,14 @@ def relevance(logits: Any, labels: Any, xp: Any = np) -> Relevance:
     rest = xp.where(target, xp.full_like(logits, -math.inf), logits)
     m = xp.max(rest, axis=-1)
     m_safe = xp.where(m > -math.inf, m, xp.zeros_like(m))
-    log_s = xp.log(xp.sum(xp.exp(rest - m_safe[:, None]), axis=-1))
-    log_odds = (m - z_y) + log_s  # log((1 - p) / p), one rounding in (m - z_y)
+    s = xp.sum(xp.exp(rest - m_safe[:, None]), axis=-1)
+    log_odds = (m - z_y) + xp.log(s)  # log((1 - p) / p), one rounding in (m - z_y)
     zero = xp.zeros_like(log_odds)
     return Relevance(
         log_p=-xp.logaddexp(zero, log_odds),
         log_1mp=-xp.logaddexp(zero, -log_odds),
-        lse_rest=m_safe + log_s,
+        rest_max=m_safe,
+        rest_sum=s,
     )
 
 
@@ -130,7 +133,10 @@ def log_mean_weight(
     """
     counted = example_weight > 0
     masked = xp.where(counted, log_weight, xp.full_like(log_weight, -math.inf))
-    m = xp.max(masked)
+    if log_weight.shape[0] == 0:  # an empty batch (shapes are static, also under jit)
+        m = xp.full_like(xp.sum(log_weight), -math.inf)
+    else:
+        m = xp.max(masked)
     if all_reduce is not None:
         m = all_reduce(m, "max")
     m = xp.where(m > -math.inf, m, xp.zeros_like(m))
@@ -172,7 +178,7 @@ def coefficients(
     factor = _eps_factor(rel.log_1mp, scheme.eps, xp)
     if factor is not None:
         coef = coef * factor
-    live = valid & (rel.lse_rest > -math.inf)
+    live = valid & (rel.rest_sum > 0)
     return xp.where(live, coef, xp.zeros_like(coef))
 
 
@@ -214,23 +220,27 @@ def forward(
     coef = coefficients(rel, log_weight, log_mean, scheme, valid, xp)
     loss = scheme.loss_value(rel.log_p, rel.log_1mp, xp)
     loss = xp.where(valid, loss, xp.zeros_like(loss))
-    return Forward(loss, coef, rel.lse_rest, rel.log_p, log_weight, log_mean)
+    return Forward(loss, coef, rel.rest_max, rel.rest_sum, rel.log_p, log_weight, log_mean)
 
 
-def grad_rows(logits: Any, labels: Any, coef: Any, lse_rest: Any, xp: Any = np) -> Any:
+def grad_rows(
+    logits: Any, labels: Any, coef: Any, rest_max: Any, rest_sum: Any, xp: Any = np
+) -> Any:
     """The gradient rows ``coef_i * d_i`` from what :func:`forward` saved.
 
-    ``d_ij = exp(z_ij - lse_rest_i)`` for j != y_i (the softmax of the non-target
-    logits) and ``d_iy = -1``. Recomputing ``d`` here keeps the saved state to the
-    logits plus two (M,) vectors.
+    ``d_ij = exp(z_ij - rest_max_i) / rest_sum_i`` for j != y_i (the softmax of the
+    non-target logits) and ``d_iy = -1``. The shift is a logit itself, so
+    ``z - rest_max`` is exact where it matters and each entry costs two roundings
+    at any logit scale (a rounded log-sum-exp shift would cost |z| ulp). Recomputing
+    ``d`` here keeps the saved state to the logits plus three (M,) vectors.
 
     Args:
-        logits: (M, C); labels: (M,); coef, lse_rest: (M,).
+        logits: (M, C); labels: (M,); coef, rest_max, rest_sum: (M,).
 
     Returns:
         (M, C) array: the gradient of each row's loss with respect to its logits.
     """
     target = _one_hot(labels, logits.shape[-1], xp)
-    shift = xp.where(lse_rest > -math.inf, lse_rest, xp.zeros_like(lse_rest))
-    d = xp.where(target, xp.full_like(logits, -1.0), xp.exp(logits - shift[:, None]))
-    return coef[:, None] * d
+    # Rows without non-target classes have rest_sum == 0 and coef == 0.
+    scale = coef / xp.where(rest_sum > 0, rest_sum, xp.ones_like(rest_sum))
+    return xp.where(target, -coef[:, None], xp.exp(logits - rest_max[:, None]) * scale[:, None])

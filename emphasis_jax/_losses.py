@@ -105,7 +105,7 @@ def _losses_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple[Any, 
     out = _forward(static, logits, labels, valid, hyper)
     tangent = jnp.zeros_like(out.loss)
     if not isinstance(logits_dot, SymbolicZero):
-        grad = kernel.grad_rows(logits, labels, out.coef, out.lse_rest, jnp)
+        grad = kernel.grad_rows(logits, labels, out.coef, out.rest_max, out.rest_sum, jnp)
         tangent = tangent + jnp.sum(grad * logits_dot, axis=-1)
     if any(not isinstance(t, SymbolicZero) for t in hyper_dot.values()):
         # The value's own dependence on hyperparameters (GCE's q); GR's value (the

@@ -343,7 +343,7 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
             if upstream is None:
                 upstream = args[0]
             coef = out.coef * ops.cast(upstream, out.coef.dtype)
-            rows = kernel.grad_rows(logits, labels, coef, out.lse_rest, XP)
+            rows = kernel.grad_rows(logits, labels, coef, out.rest_max, out.rest_sum, XP)
             return rows, None, None, None
 
         return out.loss, grad

@@ -3,7 +3,7 @@
 Forward and backward call :mod:`emphasis.kernel` through :class:`TorchNamespace`, on
 the device of the logits, without NumPy or a host round trip. What is saved for
 backward is the logits (the input itself, in its own dtype: no copy), the labels
-and two (M,) vectors, ``coef`` and ``lse_rest``; ``F.cross_entropy`` saves one
+and three (M,) vectors, ``coef``, ``rest_max`` and ``rest_sum``; ``F.cross_entropy`` saves one
 (M, C) tensor too (its log-softmax).
 """
 
@@ -81,7 +81,7 @@ class _EmphasisRows(torch.autograd.Function):
     """Per-example losses of rows of logits; the VJP is ``kernel.grad_rows``.
 
     Outputs: ``loss`` (M,) (differentiable), then the non-differentiable ``coef``,
-    ``lse_rest``, ``log_p``, ``log_weight`` (M,) and ``log_mean_weight`` () that the
+    ``rest_max``, ``rest_sum``, ``log_p``, ``log_weight`` (M,) and ``log_mean_weight`` () that the
     backward and the batch statistics use. All in the compute dtype.
     """
 
@@ -119,23 +119,28 @@ class _EmphasisRows(torch.autograd.Function):
         log_mean = out.log_mean_weight
         if not isinstance(log_mean, torch.Tensor):  # the scheme does not normalise
             log_mean = torch.zeros((), dtype=dtype, device=device)
-        return out.loss, out.coef, out.lse_rest, out.log_p, out.log_weight, log_mean
+        return (out.loss, out.coef, out.rest_max, out.rest_sum, out.log_p, out.log_weight, log_mean)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         logits, labels = inputs[0], inputs[1]
-        _, coef, lse_rest, *rest = output
-        ctx.save_for_backward(logits, labels, coef, lse_rest)
-        ctx.mark_non_differentiable(coef, lse_rest, *rest)
+        _, coef, rest_max, rest_sum, *rest = output
+        ctx.save_for_backward(logits, labels, coef, rest_max, rest_sum)
+        ctx.mark_non_differentiable(coef, rest_max, rest_sum, *rest)
         ctx.set_materialize_grads(True)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, *_unused: Any) -> tuple[Any, ...]:
-        logits, labels, coef, lse_rest = ctx.saved_tensors
+        logits, labels, coef, rest_max, rest_sum = ctx.saved_tensors
         dtype = compute_dtype(logits.dtype)
         with torch.no_grad():
             grad = kernel.grad_rows(
-                logits.to(dtype), labels, coef * grad_loss, lse_rest, TorchNamespace(logits.device)
+                logits.to(dtype),
+                labels,
+                coef * grad_loss,
+                rest_max,
+                rest_sum,
+                TorchNamespace(logits.device),
             ).to(logits.dtype)
         if torch.is_grad_enabled():
             # create_graph=True (or torch.func.grad): the result must not be differentiated
@@ -177,7 +182,7 @@ class _NoDoubleBackward(torch.autograd.Function):
 class RowsOut(NamedTuple):
     loss: torch.Tensor  #: (M,) per-example loss (0 where ignored), compute dtype
     log_p: torch.Tensor  #: (M,)
-    lse_rest: torch.Tensor  #: (M,) log-sum-exp of the non-target logits
+    rest_sum: torch.Tensor  #: (M,) sum of exp(non-target logits - their max); 0 when none
     log_weight: torch.Tensor  #: (M,) log of the raw weight
     log_mean_weight: torch.Tensor  #: () GR's normaliser (0 when not normalising)
 
@@ -194,7 +199,7 @@ def emphasis_rows(
     all_reduce: kernel.AllReduce | None = None,
 ) -> RowsOut:
     """Apply the op to rows: logits (M, C) in any float dtype, labels (M,) in [0, C)."""
-    loss, _coef, lse_rest, log_p, log_weight, log_mean = _EmphasisRows.apply(
+    loss, _coef, _rest_max, rest_sum, log_p, log_weight, log_mean = _EmphasisRows.apply(
         logits, labels, valid, example_weight, beta, lam, eps, config, all_reduce
     )
-    return RowsOut(loss, log_p, lse_rest, log_weight, log_mean)
+    return RowsOut(loss, log_p, rest_sum, log_weight, log_mean)

@@ -311,7 +311,7 @@ def _append_value_checks(
     # counts, allowed when it is ignored (as in the core).
     z_label = torch.gather(logits, 1, safe[:, None])[:, 0]
     no_softmax = torch.isnan(out.log_p)
-    ignored_dead = ~valid & torch.isneginf(z_label) & torch.isneginf(out.lse_rest)
+    ignored_dead = ~valid & torch.isneginf(z_label) & (out.rest_sum == 0)
     bad_values = torch.isposinf(z_label) | (no_softmax & ~ignored_dead)
 
     def explain_values() -> str:

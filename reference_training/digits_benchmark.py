@@ -681,6 +681,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Well-fitted examples drive exp() into subnormal numbers, which are many times slower on a
     # CPU; flushing them to zero changes nothing measurable.
     torch.set_flush_denormal(True)
+    try:
+        return run_benchmark(config, argv)
+    finally:
+        torch.set_flush_denormal(False)  # a process-wide CPU flag: do not leave it set
+
+
+def run_benchmark(config: Config, argv: Sequence[str] | None) -> int:
+    """Train every run of ``config``, write the CSVs, summary and curves; return 0."""
     config.out.mkdir(parents=True, exist_ok=True)
     words = ["python", "reference_training/digits_benchmark.py"]
     command = shlex.join(words + list(argv if argv is not None else sys.argv[1:]))

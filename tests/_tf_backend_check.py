@@ -62,7 +62,7 @@ def reference(scheme: emphasis.Scheme, sample_weight: np.ndarray | None) -> np.n
     s = np.where(valid, s, 0.0)
     with np.errstate(all="ignore"):  # -inf logits: discarded branches of `where`
         out = kernel.forward(z, safe, scheme, np, valid=valid, example_weight=s)
-        return kernel.grad_rows(z, safe, out.coef * s / valid.sum(), out.lse_rest, np)
+        return kernel.grad_rows(z, safe, out.coef * s / valid.sum(), out.rest_max, out.rest_sum, np)
 
 
 def gradient(loss, sample_weight) -> np.ndarray:
