@@ -1,7 +1,7 @@
 """The Flax + optax training step of the JAX docs runs as written and learns.
 
 The code block under the marker ``<!-- emphasis_jax:flax-example -->`` is read from the
-README (or docs/jax.md, where the JAX section is written) and executed. It trains a small
+README and executed. It trains a small
 nnx MLP with GR and a traced beta schedule on 4 Gaussian classes with 40% of the labels
 flipped. The checks: the loss is finite, the parameters moved, the model classifies the
 intact labels well above chance (0.25), and the step compiled once over 200 steps.
@@ -26,13 +26,11 @@ pytestmark = pytest.mark.jax
 
 
 def _example_code() -> str:
-    for path in (ROOT / "README.md", ROOT / "docs" / "jax.md"):
-        if path.is_file() and MARKER in path.read_text():
-            text = path.read_text().split(MARKER, 1)[1]
-            match = re.match(r"\s*```python\n(.*?)```", text, re.S)
-            assert match, f"no python block after {MARKER} in {path}"
-            return match.group(1)
-    raise AssertionError(f"the Flax example ({MARKER}) is in neither README.md nor docs/jax.md")
+    readme = (ROOT / "README.md").read_text()
+    assert MARKER in readme, f"the Flax example ({MARKER}) is not in README.md"
+    match = re.match(r"\s*```python\n(.*?)```", readme.split(MARKER, 1)[1], re.S)
+    assert match, f"no python block after {MARKER} in README.md"
+    return match.group(1)
 
 
 def test_flax_training_step_example_runs_and_learns(capsys, monkeypatch):
