@@ -399,11 +399,14 @@ def _batch_stats(
 
 
 def _focus(config: SchemeConfig, hyper: dict[str, Hyperparameter]) -> float | torch.Tensor:
-    lam = hyper.get("lam", hyper.get("q", 0.0))
-    if isinstance(lam, torch.Tensor):
-        # Scheme.focus calls float(lam), a host sync; this is its expression on tensors.
-        return lam.detach() / (1 + lam.detach())
-    return make_scheme(config, hyper.get("beta", 0.0), lam, hyper.get("eps", 0.0)).focus
+    # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
+    detach = lambda value: value.detach() if isinstance(value, torch.Tensor) else value  # noqa: E731
+    return make_scheme(
+        config,
+        detach(hyper.get("beta", 0.0)),
+        detach(hyper.get("lam", hyper.get("q", 0.0))),
+        detach(hyper.get("eps", 0.0)),
+    ).focus
 
 
 # -- scheme configuration ------------------------------------------------------------------
