@@ -1,0 +1,20 @@
+"""The README's quick start runs as written (NumPy only)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_quick_start_runs(capsys):
+    text = README.read_text().split("## Quick start (NumPy core)", 1)[1]
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match, "no python block in the README's quick start"
+    namespace: dict = {}
+    exec(compile(match.group(1), "README quick start", "exec"), namespace)
+    assert namespace["grad"].shape == namespace["logits"].shape
+    assert (namespace["beta"], namespace["lam"]) == (16.0, 1.0)
+    printed = capsys.readouterr().out
+    assert printed.startswith("0.333")  # the focus of GR(8, 0.5)
