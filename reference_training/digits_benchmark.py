@@ -14,8 +14,12 @@ classes), with each loss of ``emphasis_torch``:
 * ``gr:BETA,LAM`` any other GR setting, e.g. ``gr:16,1``.
 
 Protocol (Sec. 4.2 of the paper, scaled down): MLP 64-512-512-10 with ReLU; SGD, learning rate 0.1,
-momentum 0.9, weight decay 1e-4, mini-batches of 128, 150 epochs, no schedule. A fixed stratified
+momentum 0.9, weight decay 1e-4, mini-batches of 512, 150 epochs, no schedule. A fixed stratified
 split keeps 1/3 of the images for testing; pixel intensities (0..16) are divided by 16.
+Batches of 512 rather than CIFAR's 128: GR normalises its weights over each batch, and with
+beta = 16 the few examples that hold most of the weight make batches of 128 of these 1,198
+images unstable (test accuracy swinging between 73% and 94% from epoch to epoch; batches of
+32 collapse), while batches of 512 train steadily (measured while choosing the default).
 Each seed fixes the noisy labels, the initial weights and the order of the mini-batches; all losses
 of one seed share them, so that the losses are compared on the same noise. As in the paper's Table 3
 the script reports the best and the final test accuracy and the accuracy on the noisy and on the
@@ -76,7 +80,14 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_EPOCHS = 150
 DEFAULT_OUT = Path(__file__).resolve().parent / "runs" / "digits"
 #: ``--quick``: a run of a few seconds that exercises every output.
-QUICK = {"rates": [0.0, 0.4], "losses": ["cce", "gr-suggest"], "seeds": [0], "epochs": 4}
+#: (batches of 128 there: 4 epochs of 512 are too few steps to learn anything)
+QUICK = {
+    "rates": [0.0, 0.4],
+    "losses": ["cce", "gr-suggest"],
+    "seeds": [0],
+    "epochs": 4,
+    "batch_size": 128,
+}
 #: The paper's fixed setting (CIFAR-100, Table 5) and GCE's q as in Zhang & Sabuncu (2018).
 GR_FIXED = (8.0, 0.5)
 GCE_Q = 0.7
@@ -597,7 +608,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="epochs (default: 150)"
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=128, help="(default: 128)")
+    parser.add_argument("--batch-size", type=_positive_int, default=512, help="(default: 512)")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
@@ -614,14 +625,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="a few seconds' run to check the set-up: rates 0 0.4, losses cce gr-suggest, "
-        "seed 0, 4 epochs (explicit --rates/--losses/--seeds/--epochs still win)",
+        "seed 0, 4 epochs of batches of 128 (explicit options still win)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
         for name, value in QUICK.items():
-            if f"--{name}" not in given:
+            if f"--{name.replace('_', '-')}" not in given:
                 setattr(args, name, value)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
