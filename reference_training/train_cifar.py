@@ -904,6 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = train_one(config, ctx, data, halt_after=args.halt_after)
             if ctx.is_main and config["progress"]:  # without the bar, log records are printed
                 print(json.dumps(result), flush=True)
+        ctx.barrier()  # every rank done with gloo/NCCL before any tears it down
     finally:
         if ctx.distributed and dist.is_initialized():
             dist.destroy_process_group()

@@ -52,6 +52,9 @@ def _worker(rank: int, tmp: str) -> None:
             # DDP averages the ranks' gradients, as the mean over B averages the halves.
             results[global_batch] = _gradient(ddp, x[part], y[part], loss_fn)
         torch.save(results, Path(tmp) / f"rank{rank}.pt")
+        # Both ranks leave their collectives before either tears gloo down: without this a
+        # rank could abort in teardown ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
