@@ -196,6 +196,11 @@ def test_loss_settings(bench: ModuleType) -> None:
     custom = bench.loss_setting("gr:16,1", 0.2)
     assert (custom.beta, custom.lam) == (16.0, 1.0)
     assert custom.label == "GR (β=16, λ=1)"
+    assert custom.build().eps == 1e-6  # GR's default
+    exact = bench.loss_setting("gr:16,1,0", 0.4)
+    assert (exact.beta, exact.lam, exact.eps) == (16.0, 1.0, 0.0)
+    assert exact.label == "GR (β=16, λ=1, eps=0)"
+    assert exact.build().eps == 0.0
     module = custom.build()
     logits = torch.randn(5, 10, requires_grad=True)
     module(logits, torch.randint(0, 10, (5,))).backward()
@@ -207,10 +212,13 @@ def test_loss_settings(bench: ModuleType) -> None:
     [
         (["--losses", "focal"], "--losses: unknown loss 'focal'"),
         (["--losses", "gr:16"], "--losses: expected gr:BETA,LAM"),
+        (["--losses", "gr:16,1,0,2"], "--losses: expected gr:BETA,LAM"),
+        (["--losses", "gr:16,1,-1"], "eps"),
         (["--losses", "gr:-1,1"], "beta"),
         (["--rates", "1.0"], "noise rate in [0, 1)"),
         (["--epochs", "0"], "positive integer"),
         (["--seeds", "1", "1"], "--seeds: expected distinct"),
+        (["--lr-drops", "0.5", "1.5"], "--lr-drops: expected fractions of training in (0, 1)"),
     ],
 )
 def test_bad_arguments_name_the_problem(
@@ -220,3 +228,53 @@ def test_bad_arguments_name_the_problem(
         bench.parse_args(argv)
     assert excinfo.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_learning_rate_follows_the_released_step_schedule(bench: ModuleType) -> None:
+    args = bench.parse_args([])
+    assert args.lr_drops == [0.5, 22 / 30] and args.batch_size == 128
+    config = bench.Config(
+        rates=[0.4], losses=["cce"], seeds=[0], epochs=150, batch_size=128, lr=0.1,
+        lr_drops=args.lr_drops, momentum=0.9, weight_decay=1e-4, threads=1,
+        out=Path("."), progress=False,
+    )  # fmt: skip
+    rates = [bench.learning_rate(config, epoch) for epoch in range(1, 151)]
+    # x0.1 after epoch 75 (half of training) and after epoch 110 (22/30 of it)
+    assert rates[:75] == [0.1] * 75
+    assert rates[75:110] == pytest.approx([0.01] * 35)
+    assert rates[110:] == pytest.approx([0.001] * 40)
+    assert bench._schedule_words(config) == " x0.1 after epochs 75 and 110"
+
+    constant = bench.parse_args(["--lr-drops"])
+    assert constant.lr_drops == []
+    config.lr_drops = []
+    assert {bench.learning_rate(config, epoch) for epoch in range(1, 151)} == {0.1}
+    assert bench._schedule_words(config) == " (constant)"
+    # --quick keeps the rate constant unless the schedule is given explicitly.
+    assert bench.parse_args(["--quick"]).lr_drops == []
+    assert bench.parse_args(["--quick", "--lr-drops", "0.5"]).lr_drops == [0.5]
+
+
+def test_summary_pairs_the_gain_over_cce_by_seed(bench: ModuleType) -> None:
+    accuracy = {
+        ("cce", 0): 0.70,
+        ("cce", 1): 0.74,
+        ("gr-suggest", 0): 0.95,
+        ("gr-suggest", 1): 0.93,
+    }
+    results = [
+        {"rate": 0.4, "loss": loss, "seed": seed, "final_test_acc": acc}
+        for (loss, seed), acc in accuracy.items()
+    ]
+    # gains 25 and 19 points: mean 22, sample std 4.24
+    assert bench._paired_gain(results, "gr-suggest", 0.4) == "22.0 ± 4.2 [19.0, 25.0]"
+    # A seed without its CCE partner is left out rather than paired with another seed's.
+    results.append({"rate": 0.4, "loss": "gr-suggest", "seed": 2, "final_test_acc": 0.5})
+    assert bench._paired_gain(results, "gr-suggest", 0.4) == "22.0 ± 4.2 [19.0, 25.0]"
+    assert bench._paired_gain(results, "gr-suggest", 0.2) == ""
+
+
+def test_quick_summary_reports_the_paired_gain(quick_run: Path) -> None:
+    summary = (quick_run / "summary.md").read_text(encoding="utf-8")
+    assert "## Gain over CCE in final test accuracy (points, paired by seed)" in summary
+    assert "SGD lr 0.1 (constant)" in summary
