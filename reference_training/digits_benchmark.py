@@ -21,8 +21,9 @@ after 22/30 of it (their 15k and 22k of 30k iterations). A fixed stratified spli
 images for testing; pixel intensities (0..16) are divided by 16.
 The schedule matters for GR: its gradient does not fade on well-fitted examples (w(1) = 1), so at a
 constant learning rate of 0.1 the clean and the noisy examples keep pulling with full force and GR's
-test accuracy swings from epoch to epoch (between 84% and 95% at 40% noise, batches of 512), which
-makes its final figure a draw from that swing; with batches of 128 some seeds collapse.
+test accuracy swings from epoch to epoch (from about 85% to 95% at 40% noise with batches of 512;
+with batches of 128 one seed in ten ended at 61%), which makes its final figure a draw from that
+swing.
 ``--lr-drops`` with no value keeps the rate constant.
 Each seed fixes the noisy labels, the initial weights and the order of the mini-batches; all losses
 of one seed share them, so that the losses are compared on the same noise. As in the paper's Table 3
