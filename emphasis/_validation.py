@@ -27,10 +27,24 @@ def is_concrete_number(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
 
 
-def check_hyperparameter(
-    name: str, value: Any, *, low: float = 0.0, high: float | None = None
-) -> Any:
-    """Check ``low <= value (<= high)`` for a concrete number; return it as float.
+#: The range (low, high) of each scheme hyperparameter; high None: unbounded. The core
+#: checks concrete numbers against it; adapters check tensor hyperparameters against it.
+HYPERPARAMETER_RANGES: dict[str, tuple[float, float | None]] = {
+    "beta": (0.0, None),
+    "lam": (0.0, None),
+    "eps": (0.0, None),
+    "q": (0.0, 1.0),
+}
+
+
+def expected_range(name: str) -> str:
+    """'>= 0' or 'in [0, 1]': the range of hyperparameter ``name``, for error messages."""
+    low, high = HYPERPARAMETER_RANGES[name]
+    return f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+
+
+def check_hyperparameter(name: str, value: Any) -> Any:
+    """Check a concrete number against ``HYPERPARAMETER_RANGES[name]``; return it as float.
 
     Non-concrete values (framework tensors) are returned unchanged.
     """
@@ -41,9 +55,9 @@ def check_hyperparameter(
     number = float(value)
     if math.isnan(number) or math.isinf(number):  # math, not NumPy: torch.compile traces it
         raise ValueError(f"{name} must be a finite number, got {number}")
+    low, high = HYPERPARAMETER_RANGES[name]
     if number < low or (high is not None and number > high):
-        expected = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be {expected}, got {number:g}")
+        raise ValueError(f"{name} must be {expected_range(name)}, got {number:g}")
     return number
 
 

@@ -206,7 +206,7 @@ class GCE(Scheme):
     name: ClassVar[str] = "gce"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "q", check_hyperparameter("q", self.q, low=0.0, high=1.0))
+        object.__setattr__(self, "q", check_hyperparameter("q", self.q))
 
     @property
     def beta(self) -> float:

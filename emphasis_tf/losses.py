@@ -454,24 +454,7 @@ class CCELoss(_EmphasisLoss):
     0.6931
     """
 
-    def __init__(
-        self,
-        *,
-        from_logits: bool = False,
-        axis: int = -1,
-        ignore_class: int | None = None,
-        reduction: str | None = "sum_over_batch_size",
-        name: str | None = "cce_loss",
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+    # __init__: _EmphasisLoss's; Keras names the loss "cce_loss" from the class.
 
     @property
     def scheme(self) -> CCE:
@@ -491,24 +474,7 @@ class MAELoss(_EmphasisLoss):
     1.0
     """
 
-    def __init__(
-        self,
-        *,
-        from_logits: bool = False,
-        axis: int = -1,
-        ignore_class: int | None = None,
-        reduction: str | None = "sum_over_batch_size",
-        name: str | None = "mae_loss",
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+    # __init__: _EmphasisLoss's; Keras names the loss "mae_loss" from the class.
 
     @property
     def scheme(self) -> MAE:

@@ -27,7 +27,7 @@ import torch
 import emphasis
 from emphasis import kernel
 from emphasis._layout import to_rows
-from emphasis._validation import check_reduction
+from emphasis._validation import HYPERPARAMETER_RANGES, check_reduction, expected_range
 from emphasis_torch._autograd import SchemeConfig, compute_dtype, emphasis_rows, make_scheme
 from emphasis_torch._namespace import TorchNamespace
 
@@ -86,24 +86,22 @@ def _check_hyper_tensor(name: str, value: torch.Tensor) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
 
 
-def _hyper_bounds(name: str) -> tuple[float, float | None]:
-    return (0.0, 1.0) if name == "q" else (0.0, None)
-
-
 def _bad_hyper_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
     """() bool: a tensor hyperparameter outside its range (the core's bounds)."""
-    low, high = _hyper_bounds(name)
+    low, high = HYPERPARAMETER_RANGES[name]
     bad = ~torch.isfinite(value) | (value < low)
     return bad | (value > high) if high is not None else bad
 
 
-def _expected(name: str) -> str:
-    low, high = _hyper_bounds(name)
-    return f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-
-
 def _explain_hyper(name: str, value: torch.Tensor) -> str:
-    return f"{name} must be {_expected(name)}, got {float(value):g}"
+    return f"{name} must be {expected_range(name)}, got {float(value):g}"
+
+
+def check_hyper_tensor_now(name: str, value: torch.Tensor) -> None:
+    """Eager check of a tensor hyperparameter (shape, dtype, range): raise on a bad one."""
+    _check_hyper_tensor(name, value)
+    if bool(_bad_hyper_tensor(name, value)):
+        raise ValueError(_explain_hyper(name, value))
 
 
 class _Check(NamedTuple):
@@ -203,7 +201,7 @@ def _emphasis_loss(
                 checks.append(
                     _Check(
                         _bad_hyper_tensor(name, value),
-                        f"{name} must be {_expected(name)}",
+                        f"{name} must be {expected_range(name)}",
                         lambda name=name, value=value: _explain_hyper(name, value),
                     )
                 )

@@ -30,11 +30,11 @@ class _EmphasisLoss(nn.Module):
     def __init__(
         self,
         *,
-        weight: torch.Tensor | None,
-        ignore_index: int,
-        reduction: str,
-        validate: bool,
-        track_stats: bool,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+        track_stats: bool = False,
     ) -> None:
         super().__init__()
         if weight is not None:
@@ -54,7 +54,9 @@ class _EmphasisLoss(nn.Module):
         self.last_stats = None
 
     def _hyperparameter(self, name: str, value: Any) -> None:
+        """Store a hyperparameter; a tensor is checked now and becomes a buffer."""
         if isinstance(value, torch.Tensor):
+            F.check_hyper_tensor_now(name, value)
             self.register_buffer(name, value.detach().clone())
         else:
             setattr(self, name, value)
@@ -149,11 +151,6 @@ class GRLoss(_EmphasisLoss):
         )
         F.gr_config(beta, lam, transform, normalize, eps, reported_loss)  # raises on bad values
         for name, value in (("beta", beta), ("lam", lam), ("eps", eps)):
-            if isinstance(value, torch.Tensor):
-                F._check_hyper_tensor(name, value)
-                bad = F._bad_hyper_tensor(name, value)
-                if bool(bad):
-                    raise ValueError(F._explain_hyper(name, value))
             self._hyperparameter(name, value)
         self.transform = transform
         self.normalize = normalize
@@ -225,22 +222,7 @@ class CCELoss(_EmphasisLoss):
         tensor(1.3863)
     """
 
-    def __init__(
-        self,
-        *,
-        weight: torch.Tensor | None = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        validate: bool = True,
-        track_stats: bool = False,
-    ) -> None:
-        super().__init__(
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            validate=validate,
-            track_stats=track_stats,
-        )
+    # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
 
     @property
     def scheme(self) -> emphasis.CCE:
@@ -266,22 +248,7 @@ class MAELoss(_EmphasisLoss):
         tensor(1.5000)
     """
 
-    def __init__(
-        self,
-        *,
-        weight: torch.Tensor | None = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        validate: bool = True,
-        track_stats: bool = False,
-    ) -> None:
-        super().__init__(
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            validate=validate,
-            track_stats=track_stats,
-        )
+    # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
 
     @property
     def scheme(self) -> emphasis.MAE:
@@ -330,10 +297,6 @@ class GCELoss(_EmphasisLoss):
             track_stats=track_stats,
         )
         F.gce_config(q)
-        if isinstance(q, torch.Tensor):
-            F._check_hyper_tensor("q", q)
-            if bool(F._bad_hyper_tensor("q", q)):
-                raise ValueError(F._explain_hyper("q", q))
         self._hyperparameter("q", q)
 
     @property
