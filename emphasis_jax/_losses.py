@@ -365,6 +365,26 @@ def _per_example(
 # ----------------------------------------------------------------------------------------
 
 
+_SELECTION_ARGS = """\
+        axis: the class axis of ``logits`` (or a tuple of axes, flattened in order, with
+            ``labels`` indexing the flattened slice), -1 by default as in optax.
+        where: optional boolean mask, either of the shape of ``labels`` (``False``
+            excludes that example) or of the shape of ``logits`` (``False`` removes that
+            class from the example's softmax; an example with no class left is
+            excluded). An excluded example has loss 0 and gradient 0. A mean over the
+            kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
+        ignore_index: optional label value that excludes its examples, like ``where``.
+"""
+
+
+def _document_selection(function: Any) -> Any:
+    """Put the arguments that select classes and examples into ``function``'s docstring."""
+    if function.__doc__:  # None under python -OO
+        function.__doc__ = function.__doc__.replace("        {SELECTION_ARGS}\n", _SELECTION_ARGS)
+    return function
+
+
+@_document_selection
 def cce_loss(
     logits: Any,
     labels: Any,
@@ -386,14 +406,7 @@ def cce_loss(
             ``jax_enable_x64``) in float64. Entries may be -inf, not NaN or +inf.
         labels: integer class indices in ``[0, C)``, shape ``logits.shape`` without the
             class axis.
-        axis: the class axis of ``logits`` (or a tuple of axes, flattened in order, with
-            ``labels`` indexing the flattened slice), -1 by default as in optax.
-        where: optional boolean mask, either of the shape of ``labels`` (``False``
-            excludes that example) or of the shape of ``logits`` (``False`` removes that
-            class from the example's softmax; an example with no class left is
-            excluded). An excluded example has loss 0 and gradient 0. A mean over the
-            kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
-        ignore_index: optional label value that excludes its examples, like ``where``.
+        {SELECTION_ARGS}
 
     Returns:
         Per-example losses, shape of ``labels``, dtype of ``logits``.
@@ -415,6 +428,7 @@ def cce_loss(
     )
 
 
+@_document_selection
 def mae_loss(
     logits: Any,
     labels: Any,
@@ -431,14 +445,7 @@ def mae_loss(
     Args:
         logits: unnormalised scores, shape ``(..., C)``; see :func:`cce_loss`.
         labels: integer class indices in ``[0, C)``.
-        axis: the class axis of ``logits`` (or a tuple of axes, flattened in order, with
-            ``labels`` indexing the flattened slice), -1 by default as in optax.
-        where: optional boolean mask, either of the shape of ``labels`` (``False``
-            excludes that example) or of the shape of ``logits`` (``False`` removes that
-            class from the example's softmax; an example with no class left is
-            excluded). An excluded example has loss 0 and gradient 0. A mean over the
-            kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
-        ignore_index: optional label value that excludes its examples, like ``where``.
+        {SELECTION_ARGS}
 
     Returns:
         Per-example losses, shape of ``labels``, dtype of ``logits``.
@@ -458,6 +465,7 @@ def mae_loss(
     )
 
 
+@_document_selection
 def gce_loss(
     logits: Any,
     labels: Any,
@@ -477,14 +485,7 @@ def gce_loss(
         labels: integer class indices in ``[0, C)``.
         q: exponent in [0, 1]; may be a traced scalar (a schedule) and is
             differentiable (the value depends on it).
-        axis: the class axis of ``logits`` (or a tuple of axes, flattened in order, with
-            ``labels`` indexing the flattened slice), -1 by default as in optax.
-        where: optional boolean mask, either of the shape of ``labels`` (``False``
-            excludes that example) or of the shape of ``logits`` (``False`` removes that
-            class from the example's softmax; an example with no class left is
-            excluded). An excluded example has loss 0 and gradient 0. A mean over the
-            kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
-        ignore_index: optional label value that excludes its examples, like ``where``.
+        {SELECTION_ARGS}
 
     Returns:
         Per-example losses, shape of ``labels``, dtype of ``logits``.
@@ -505,6 +506,7 @@ def gce_loss(
     )
 
 
+@_document_selection
 def gr_loss(
     logits: Any,
     labels: Any,
@@ -557,14 +559,7 @@ def gr_loss(
         eps: the authors' stabiliser (1e-6); 0 is exact Eq. (6). May be traced.
         reported_loss: the value returned: ``"cce"``, ``"mae"``, ``"gce"`` or an
             ``emphasis.CCE()``, ``MAE()``, ``GCE(q)`` instance.
-        axis: the class axis of ``logits`` (or a tuple of axes, flattened in order, with
-            ``labels`` indexing the flattened slice), -1 by default as in optax.
-        where: optional boolean mask, either of the shape of ``labels`` (``False``
-            excludes that example) or of the shape of ``logits`` (``False`` removes that
-            class from the example's softmax; an example with no class left is
-            excluded). An excluded example has loss 0 and gradient 0. A mean over the
-            kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
-        ignore_index: optional label value that excludes its examples, like ``where``.
+        {SELECTION_ARGS}
         axis_name: a mapped axis name (of ``vmap``, ``pmap`` or ``shard_map``) over which
             GR's normaliser is all-reduced, so it is the mean weight of the global batch.
 
