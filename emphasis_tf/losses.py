@@ -113,7 +113,8 @@ _FUNCTIONAL_ARGS = """    Args:
 
 def _document_args(function: Any) -> Any:
     """Put the arguments shared by the functional forms into a docstring."""
-    function.__doc__ = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+    if function.__doc__:  # None under python -OO
+        function.__doc__ = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
     return function
 
 

@@ -67,6 +67,18 @@ def test_adapter_without_framework_names_extra(
     assert f'pip install "{extra}"' in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("package", "framework"),
+    [("emphasis_torch", "torch"), ("emphasis_tf", "keras"), ("emphasis_jax", "jax")],
+)
+def test_adapter_imports_without_docstrings(package: str, framework: str) -> None:
+    # python -OO strips docstrings; the adapters that fill shared argument text into their
+    # docstrings must still import.
+    pytest.importorskip(framework)
+    result = _run("", "-OO", "-c", f"import {package}")
+    assert result.returncode == 0, result.stderr
+
+
 def test_package_data_marks_typed() -> None:
     for package in ("emphasis", "emphasis_torch", "emphasis_tf", "emphasis_jax"):
         assert (ROOT / package / "py.typed").is_file(), package
