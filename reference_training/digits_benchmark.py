@@ -443,8 +443,9 @@ def learning_rate(config: Config, epoch: int) -> float:
 
 
 def _schedule_words(config: Config) -> str:
-    """' x0.1 after epochs 75 and 110' (the epochs after which the learning rate drops), or ''."""
-    epochs = sorted({round(f * config.epochs) for f in config.lr_drops})
+    """' x0.1 after epochs 75 and 110', read off ``learning_rate``; ' (constant)' without drops."""
+    rates = [learning_rate(config, epoch) for epoch in range(1, config.epochs + 1)]
+    epochs = [epoch for epoch in range(1, config.epochs) if rates[epoch] < rates[epoch - 1]]
     if not epochs:
         return " (constant)"
     listed = ", ".join(str(e) for e in epochs[:-1])
