@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import importlib.util
 import json
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,7 +47,20 @@ import numpy as np
 import emphasis
 from emphasis.schemes import Scheme
 
-__all__ = ["DTYPES", "Case", "Result", "cases", "compare", "main", "run", "tolerance"]
+__all__ = [
+    "DTYPES",
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "Case",
+    "Result",
+    "cases",
+    "combos",
+    "compare",
+    "main",
+    "reduce_per_example",
+    "run",
+    "tolerance",
+]
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: unit roundoff of the compute dtype (16-bit inputs compute in float32)
@@ -213,6 +228,11 @@ def compare(
 #: runner(case, dtype, mode) -> (loss, grad) as NumPy arrays
 Runner = Callable[[Case, str, str], tuple[np.ndarray, np.ndarray]]
 
+#: The entry-point group through which an adapter announces its backends: each entry is
+#: named after the module that must be importable (``torch``, ``keras``, ``jax``) and
+#: points to a function returning a list of :class:`Backend`. The core names no adapter.
+ENTRY_POINT_GROUP = "emphasis.check_backends"
+
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
@@ -220,10 +240,73 @@ class Backend:
     module: str  #: the module whose presence makes the backend available
     combos: Callable[[], list[tuple[str, str]]]  #: (mode, dtype) pairs to run
     runner: Callable[[], Runner]  #: imports the framework lazily
+    child_only: bool = False  #: run only when asked for alone (Keras in a child process)
+
+
+def combos(modes: Sequence[str], dtypes: Sequence[str] = DTYPES) -> list[tuple[str, str]]:
+    """Every (mode, dtype) pair, for :attr:`Backend.combos`."""
+    return [(mode, dtype) for mode in modes for dtype in dtypes]
+
+
+def reduce_per_example(
+    losses: Any, valid: np.ndarray, reduction: str, cast: Any, dtype: str, xp: Any
+) -> Any:
+    """Reduce per-example losses (already 0 where ignored) as the core does.
+
+    For runners of adapters whose functions return per-example losses. Sums run in the
+    compute dtype (float32 for 16-bit losses), as Keras's reductions and torch's do: a
+    float16 sum of losses in the thousands overflows.
+    """
+    losses = cast(losses, "float64" if dtype == "float64" else "float32")
+    if reduction == "none":
+        return losses
+    total = xp.sum(losses)
+    if reduction == "sum":
+        return total
+    count = int(valid.sum())
+    # The core's convention (torch's): a mean over no valid example is NaN, gradient 0.
+    return total / count if count else total * 0.0 + math.nan
+
+
+def discover_backends() -> tuple[list[Backend], list[str]]:
+    """The backends the installed adapters announce, and why the others were skipped."""
+    found, skipped = [], []
+    for entry in sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+    ):
+        if importlib.util.find_spec(entry.name) is None:
+            skipped.append(f"{entry.value.split('.')[0]}: {entry.name} is not installed")
+            continue
+        try:
+            found.extend(entry.load()())
+        except Exception as err:  # a broken install is a disagreement, not a skip
+            found.append(Backend(entry.name, entry.name, lambda: [], _raiser(err)))
+    return found, skipped
+
+
+def _raiser(err: Exception) -> Callable[[], Runner]:
+    def runner() -> Runner:
+        raise err
+
+    return runner
 
 
 #: Keras backends other than TensorFlow, each compared in a child process
 KERAS_CHILD_BACKENDS = ("jax", "torch")
+
+
+def run_keras_subprocess(keras_backend: str, seed: int, count: int) -> list[dict[str, Any]]:
+    """The JSON results of ``emphasis.check`` for Keras on ``keras_backend``."""
+    env = dict(os.environ, KERAS_BACKEND=keras_backend)
+    command = [sys.executable, "-m", "emphasis.check", "--json", "--backends", "keras"]
+    command += ["--seed", str(seed), "--cases", str(count)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    try:
+        return list(json.loads(done.stdout))
+    except json.JSONDecodeError:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        error = " | ".join(tail) or f"exit status {done.returncode}"
+        return [{"backend": f"keras[{keras_backend}]", "mode": "-", "dtype": "-", "error": error}]
 
 
 def run(
@@ -233,29 +316,34 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> list[Result]:
     """Run every case on every available backend, mode and dtype."""
-    from emphasis import _check_runners as runners
 
     def wanted(name: str) -> bool:
         return backends is None or name in backends
 
     all_cases = cases(seed, count)
     results = []
-    if backends is not None and list(backends) == ["keras"]:  # a child for one Keras backend
-        in_process = [runners.keras_backend()]
+    announced, skipped = discover_backends()
+    keras_child = backends is not None and list(backends) == ["keras"]
+    if keras_child:  # a child for one Keras backend
+        in_process = [b for b in announced if b.name == "keras"]
     else:
-        in_process = [b for b in runners.in_process_backends() if wanted(b.name)]
+        in_process = [b for b in announced if not b.child_only and wanted(b.name)]
+        for reason in skipped:
+            if progress:
+                progress(f"skipped {reason}")
     for backend in in_process:
         if importlib.util.find_spec(backend.module) is None:
             continue
         results.extend(_run_backend(backend, all_cases, progress))
+    has_keras = any(b.name == "keras" for b in announced)
     for name in KERAS_CHILD_BACKENDS:
-        if (in_process and in_process[0].name == "keras") or not wanted(f"keras[{name}]"):
+        if keras_child or not has_keras or not wanted(f"keras[{name}]"):
             continue
-        if importlib.util.find_spec("keras") is None or importlib.util.find_spec(name) is None:
+        if importlib.util.find_spec(name) is None:
             continue
         if progress:
             progress(f"keras[{name}] (child process)")
-        for row in runners.run_keras_subprocess(name, seed, count):
+        for row in run_keras_subprocess(name, seed, count):
             row.pop("verdict", None)
             results.append(Result(**row))
     return results
@@ -348,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(message: str) -> None:
         if not args.json:
-            print(f"checking {message} ...", file=sys.stderr, flush=True)
+            line = message if message.startswith("skipped") else f"checking {message} ..."
+            print(line, file=sys.stderr, flush=True)
 
     results = run(chosen, args.seed, args.cases, progress)
     if args.json:

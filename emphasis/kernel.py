@@ -43,6 +43,7 @@ __all__ = [
     "AllReduce",
     "Forward",
     "coefficients",
+    "compute_dtype_name",
     "forward",
     "grad_rows",
     "log_mean_weight",
@@ -74,6 +75,19 @@ class Forward(NamedTuple):
     log_p: Any  #: (M,)
     log_weight: Any  #: (M,) log of the raw weight w(p)
     log_mean_weight: Any  #: () log of the normaliser (0 when the scheme does not normalise)
+
+
+def compute_dtype_name(dtype_name: str) -> str:
+    """The adapters' compute dtype: float64 for float64 input, float32 for every other float.
+
+    exp(beta ...) overflows float16 at beta > 11, so 16-bit inputs never compute in
+    their own dtype. (The NumPy core itself computes in ``np.longdouble``: it is the
+    reference, see :func:`emphasis.functional.compute_dtype`.)
+
+    >>> compute_dtype_name("bfloat16")
+    'float32'
+    """
+    return "float64" if dtype_name == "float64" else "float32"
 
 
 def _one_hot(labels: Any, num_classes: int, xp: Any) -> Any:

@@ -32,7 +32,9 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,6 +62,52 @@ class Scheme:
     """
 
     name: ClassVar[str] = "scheme"
+    #: The fields that may be arrays or tensors (a schedule, a traced value); the other
+    #: fields are hashable settings that change the computation's structure.
+    HYPERPARAMETERS: ClassVar[tuple[str, ...]] = ()
+
+    # -- split into a static key and hyperparameters, and rebuild -------------------------
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor's keyword arguments: ``type(s)(**s.kwargs()) == s``.
+
+        >>> GCE(q=0.5).kwargs()
+        {'q': 0.5}
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def split(self) -> tuple[Hashable, dict[str, Any]]:
+        """``(static key, hyperparameters)``: what a compiled program is specialised on
+        (hashable: the class and its settings) and the values it takes as arguments.
+
+        Adapters pass the key as a static argument (a ``torch.autograd.Function``
+        argument, a ``jax.custom_jvp`` nondiff argument) and the hyperparameters as
+        tensors or traced arrays; :meth:`rebuild` joins them again.
+
+        >>> key, hyper = GR(beta=8.0, lam=0.5).split()
+        >>> hyper
+        {'beta': 8.0, 'lam': 0.5, 'eps': 1e-06}
+        >>> Scheme.rebuild(key, hyper) == GR(beta=8.0, lam=0.5)
+        True
+        """
+        kwargs = self.kwargs()
+        hyper = {name: kwargs.pop(name) for name in self.HYPERPARAMETERS}
+        return (type(self), tuple(kwargs.items())), hyper
+
+    @staticmethod
+    def rebuild(key: Hashable, hyperparameters: Mapping[str, Any]) -> Scheme:
+        """The scheme of :meth:`split`'s ``key`` with ``hyperparameters`` (any arrays).
+
+        No validation runs: the values are tensors or tracers that the caller checks
+        where its framework allows (and the split scheme was validated when built).
+        This keeps the rebuild traceable by ``torch.compile`` and ``jax.jit``.
+        """
+        cls: type[Scheme]
+        static: tuple[tuple[str, Any], ...]
+        cls, static = key  # type: ignore[misc]
+        scheme = object.__new__(cls)
+        for name, value in (*static, *hyperparameters.items()):
+            object.__setattr__(scheme, name, value)
+        return scheme
 
     # The GR-form parameters of Eq. (7); subclasses define them.
     @property
@@ -204,6 +252,7 @@ class GCE(Scheme):
 
     q: Any = 0.7
     name: ClassVar[str] = "gce"
+    HYPERPARAMETERS: ClassVar[tuple[str, ...]] = ("q",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "q", check_hyperparameter("q", self.q))
@@ -301,6 +350,7 @@ class GR(Scheme):
     eps: Any = 1e-6
     reported_loss: Any = CCE()  # an instance, not a default_factory: Dynamo traces it
     name: ClassVar[str] = "gr"
+    HYPERPARAMETERS: ClassVar[tuple[str, ...]] = ("beta", "lam", "eps")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

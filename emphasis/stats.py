@@ -7,7 +7,8 @@ examples effectively drive the update (N when all weights are equal).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,16 @@ from emphasis import kernel
 from emphasis.functional import prepare
 from emphasis.schemes import Scheme
 
-__all__ = ["BatchStats", "batch_stats", "effective_sample_size", "emphasis_spread"]
+__all__ = [
+    "BatchStats",
+    "Statistics",
+    "batch_statistics",
+    "batch_stats",
+    "effective_sample_size",
+    "emphasis_spread",
+    "kish_size",
+    "spread",
+]
 
 
 class BatchStats(NamedTuple):
@@ -30,11 +40,27 @@ class BatchStats(NamedTuple):
     effective_sample_size: float  #: (sum w)^2 / sum w^2 over the valid examples
 
 
-def _valid_values(values: npt.ArrayLike, where: npt.ArrayLike | None) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if where is not None:
-        array = array[np.asarray(where, dtype=bool)]
-    return array.ravel()
+def spread(weights: Any, valid: Any, xp: Any = np) -> Any:
+    """Variance of ``weights`` over the entries where ``valid`` (NaN if none), any namespace."""
+    zero = xp.zeros_like(weights)
+    count = xp.sum(xp.where(valid, xp.ones_like(weights), zero))
+    mean = xp.sum(xp.where(valid, weights, zero)) / count
+    return xp.sum(xp.where(valid, (weights - mean) ** 2, zero)) / count
+
+
+def kish_size(weights: Any, valid: Any, xp: Any = np) -> Any:
+    """``(sum w)^2 / sum w^2`` over the entries where ``valid`` (0 if all are 0), any namespace."""
+    w = xp.where(valid, weights, xp.zeros_like(weights))
+    squares = xp.sum(w * w)
+    positive = squares > 0
+    ratio = xp.sum(w) ** 2 / xp.where(positive, squares, xp.ones_like(squares))
+    return xp.where(positive, ratio, xp.zeros_like(squares))
+
+
+def _as_valid(values: npt.ArrayLike, where: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    valid = np.ones(array.shape, bool) if where is None else np.asarray(where, bool).ravel()
+    return array, valid
 
 
 def emphasis_spread(weights: npt.ArrayLike, where: npt.ArrayLike | None = None) -> float:
@@ -43,8 +69,8 @@ def emphasis_spread(weights: npt.ArrayLike, where: npt.ArrayLike | None = None) 
     >>> emphasis_spread([1.0, 1.0, 4.0])
     2.0
     """
-    values = _valid_values(weights, where)
-    return float(values.var()) if values.size else float("nan")
+    with np.errstate(invalid="ignore"):  # no entry: 0 / 0 is the NaN promised
+        return float(spread(*_as_valid(weights, where)))
 
 
 def effective_sample_size(weights: npt.ArrayLike, where: npt.ArrayLike | None = None) -> float:
@@ -53,9 +79,28 @@ def effective_sample_size(weights: npt.ArrayLike, where: npt.ArrayLike | None = 
     >>> effective_sample_size([1.0, 1.0, 0.0, 0.0])
     2.0
     """
-    values = _valid_values(weights, where)
-    squares = float(np.sum(values**2))
-    return float(np.sum(values) ** 2 / squares) if squares > 0 else 0.0
+    return float(kish_size(*_as_valid(weights, where)))
+
+
+class Statistics(NamedTuple):
+    """:class:`BatchStats` of rows, as arrays of the namespace (no host round trip)."""
+
+    p: Any  #: (M,)
+    raw_weights: Any  #: (M,)
+    weights: Any  #: (M,)
+    spread: Any  #: ()
+    effective_sample_size: Any  #: ()
+
+
+def batch_statistics(
+    log_p: Any, log_weight: Any, log_mean_weight: Any, valid: Any, xp: Any = np
+) -> Statistics:
+    """The statistics of rows from what :func:`emphasis.kernel.forward` returns."""
+    zero = xp.zeros_like(log_p)
+    p = xp.where(valid, xp.exp(log_p), xp.full_like(log_p, math.nan))
+    raw = xp.where(valid, xp.exp(log_weight), zero)
+    applied = xp.where(valid, xp.exp(log_weight - log_mean_weight), zero)
+    return Statistics(p, raw, applied, spread(raw, valid, xp), kish_size(applied, valid, xp))
 
 
 def batch_stats(
@@ -86,16 +131,17 @@ def batch_stats(
             valid=batch.valid,
             example_weight=batch.example_weight,
         )
-    valid = batch.valid
-    p = np.where(valid, np.exp(out.log_p), np.nan).astype(np.float64)
-    raw = np.where(valid, np.exp(out.log_weight), 0.0).astype(np.float64)
-    applied = np.where(valid, np.exp(out.log_weight - out.log_mean_weight), 0.0).astype(np.float64)
-    shape = batch.label_shape
+        stats = batch_statistics(out.log_p, out.log_weight, out.log_mean_weight, batch.valid)
+    p, raw, applied = (
+        np.asarray(field, dtype=np.float64).reshape(batch.label_shape) for field in stats[:3]
+    )
     return BatchStats(
-        p=p.reshape(shape),
-        raw_weights=raw.reshape(shape),
-        weights=applied.reshape(shape),
+        p=p,
+        raw_weights=raw,
+        weights=applied,
         focus=scheme.focus,
-        spread=emphasis_spread(raw, valid),
-        effective_sample_size=effective_sample_size(applied, valid),
+        spread=emphasis_spread(raw, batch.valid.reshape(batch.label_shape)),
+        effective_sample_size=effective_sample_size(
+            applied, batch.valid.reshape(batch.label_shape)
+        ),
     )

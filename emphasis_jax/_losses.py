@@ -29,7 +29,7 @@ from jax.custom_derivatives import SymbolicZero
 import emphasis
 from emphasis import kernel
 from emphasis._layout import check_shapes, to_rows
-from emphasis._validation import check_transform, is_concrete_number
+from emphasis._validation import is_concrete_number
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -42,34 +42,8 @@ __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 class _Static(NamedTuple):
     """The hashable part of a call: everything that changes the traced program."""
 
-    kind: str  # "cce", "mae", "gce" or "gr"
-    transform: str  # GR only
-    normalize: bool  # GR only
-    reported: str  # GR only: "cce", "mae" or "gce"
+    scheme: Hashable  # the key of emphasis.Scheme.split: the scheme's class and settings
     axis_name: Hashable  # collective axis for GR's normaliser, or None
-
-
-def _scheme(static: _Static, hyper: dict[str, Any]) -> emphasis.Scheme:
-    """The core scheme of a call, with (possibly traced) array hyperparameters."""
-    if static.kind == "cce":
-        return emphasis.CCE()
-    if static.kind == "mae":
-        return emphasis.MAE()
-    if static.kind == "gce":
-        return emphasis.GCE(q=hyper["q"])
-    reported = {
-        "cce": emphasis.CCE,
-        "mae": emphasis.MAE,
-        "gce": lambda: emphasis.GCE(q=hyper["reported_q"]),
-    }[static.reported]()
-    return emphasis.GR(
-        beta=hyper["beta"],
-        lam=hyper["lam"],
-        transform=static.transform,
-        normalize=static.normalize,
-        eps=hyper["eps"],
-        reported_loss=reported,
-    )
 
 
 def _all_reduce(axis_name: Hashable) -> kernel.AllReduce | None:
@@ -86,7 +60,7 @@ def _forward(static: _Static, logits: Any, labels: Any, valid: Any, hyper: dict[
     return kernel.forward(
         logits,
         labels,
-        _scheme(static, hyper),
+        emphasis.Scheme.rebuild(static.scheme, hyper),
         jnp,
         valid=valid,
         all_reduce=_all_reduce(static.axis_name),
@@ -336,17 +310,25 @@ def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index
 
 
 def _per_example(
-    static: _Static,
-    hyper: dict[str, Any],
+    scheme_class: type[emphasis.Scheme],
+    kwargs: dict[str, Any],
     logits: Any,
     labels: Any,
     *,
     axis: Any,
     where: Any,
     ignore_index: Any,
+    axis_name: Hashable = None,
 ) -> Any:
-    if static.axis_name is not None and not isinstance(static.axis_name, Hashable):
-        raise TypeError(f"axis_name must be a hashable axis name, got {static.axis_name!r}")
+    # The core's checks (ranges of known values, normalize, reported_loss) with its messages;
+    # the computation uses the original values, so that traced ones stay differentiable.
+    names = scheme_class.HYPERPARAMETERS
+    known = {k: _known_hyperparameter(k, v) if k in names else v for k, v in kwargs.items()}
+    key, _ = scheme_class(**known).split()
+    hyper = {name: kwargs[name] for name in names}
+    if axis_name is not None and not isinstance(axis_name, Hashable):
+        raise TypeError(f"axis_name must be a hashable axis name, got {axis_name!r}")
+    static = _Static(key, axis_name)
     batch = _prepare(logits, labels, axis=axis, where=where, ignore_index=ignore_index)
     compute = batch.logits.dtype
     hyper = {name: jnp.asarray(value, dtype=compute) for name, value in hyper.items()}
@@ -422,9 +404,8 @@ def cce_loss(
         Wang et al., "Derivative Manipulation for General Example Weighting",
         arXiv:1905.11233, Eq. (4).
     """
-    static = _Static("cce", "identity", False, "cce", None)
     return _per_example(
-        static, {}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
+        emphasis.CCE, {}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
     )
 
 
@@ -459,9 +440,8 @@ def mae_loss(
         Ghosh, Kumar, Sastry, "Robust loss functions under label noise for deep neural
         networks", AAAI 2017; Wang et al., arXiv:1905.11233, Eq. (4).
     """
-    static = _Static("mae", "identity", False, "cce", None)
     return _per_example(
-        static, {}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
+        emphasis.MAE, {}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
     )
 
 
@@ -499,10 +479,8 @@ def gce_loss(
         Zhang & Sabuncu, "Generalized cross entropy loss for training deep neural
         networks with noisy labels", NeurIPS 2018.
     """
-    emphasis.GCE(q=_known_hyperparameter("q", q))  # the core's range check of known values
-    static = _Static("gce", "identity", False, "cce", None)
     return _per_example(
-        static, {"q": q}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
+        emphasis.GCE, {"q": q}, logits, labels, axis=axis, where=where, ignore_index=ignore_index
     )
 
 
@@ -590,21 +568,15 @@ def gr_loss(
         via gradient rescaling: an emphasis regularisation perspective" (2019);
         "Derivative Manipulation for General Example Weighting", arXiv:1905.11233.
     """
-    transform = check_transform(transform)
-    # The core's checks (ranges of known values, normalize, reported_loss) with its messages.
-    scheme = emphasis.GR(
-        beta=_known_hyperparameter("beta", beta),
-        lam=_known_hyperparameter("lam", lam),
-        transform=transform,
-        normalize=normalize,
-        eps=_known_hyperparameter("eps", eps),
-        reported_loss=reported_loss,
-    )
-    reported = scheme.reported_loss
-    hyper = {"beta": beta, "lam": lam, "eps": eps}
-    if isinstance(reported, emphasis.GCE):
-        hyper["reported_q"] = reported.q
-    static = _Static("gr", transform, scheme.normalize, reported.name, axis_name)
+    kwargs = {"beta": beta, "lam": lam, "transform": transform, "normalize": normalize}
+    kwargs.update(eps=eps, reported_loss=reported_loss)
     return _per_example(
-        static, hyper, logits, labels, axis=axis, where=where, ignore_index=ignore_index
+        emphasis.GR,
+        kwargs,
+        logits,
+        labels,
+        axis=axis,
+        where=where,
+        ignore_index=ignore_index,
+        axis_name=axis_name,
     )

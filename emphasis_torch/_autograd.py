@@ -9,6 +9,7 @@ and three (M,) vectors, ``coef``, ``rest_max`` and ``rest_sum``; ``F.cross_entro
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 import torch
@@ -17,58 +18,17 @@ import emphasis
 from emphasis import kernel
 from emphasis_torch._namespace import TorchNamespace
 
-__all__ = ["SchemeConfig", "compute_dtype", "emphasis_rows", "make_scheme"]
-
-_REPORTED = {"cce": emphasis.CCE(), "mae": emphasis.MAE()}
+__all__ = ["compute_dtype", "emphasis_rows", "scheme_of"]
 
 
-class SchemeConfig(NamedTuple):
-    """The static (hashable) part of a scheme; hyperparameters travel as separate arguments.
-
-    ``kind`` is "cce", "mae", "gce" or "gr"; ``reported`` is ("cce"|"mae", None) or
-    ("gce", q) for GR's reported loss.
-    """
-
-    kind: str
-    transform: str = "exp"
-    normalize: bool = False
-    reported: tuple[str, Any] = ("cce", None)
-
-
-def _raw_scheme(cls: type, **fields: Any) -> Any:
-    # Sets the dataclass fields without running __post_init__: torch.compile cannot
-    # trace the core's validation (it calls np.isnan on Python floats). Callers
-    # validate with the core's constructor in eager mode (see functional._validated_scheme).
-    scheme: Any = object.__new__(cls)
-    for name, value in fields.items():
-        object.__setattr__(scheme, name, value)
-    return scheme
-
-
-def make_scheme(config: SchemeConfig, beta: Any, lam: Any, eps: Any) -> emphasis.Scheme:
-    """The core scheme for ``config``; ``lam`` is q for GCE. No validation (see above)."""
-    if config.kind == "cce":
-        return _REPORTED["cce"]
-    if config.kind == "mae":
-        return _REPORTED["mae"]
-    if config.kind == "gce":
-        return _raw_scheme(emphasis.GCE, q=lam)
-    name, q = config.reported
-    reported = _raw_scheme(emphasis.GCE, q=q) if name == "gce" else _REPORTED[name]
-    return _raw_scheme(
-        emphasis.GR,
-        beta=beta,
-        lam=lam,
-        transform=config.transform,
-        normalize=config.normalize,
-        eps=eps,
-        reported_loss=reported,
-    )
+def scheme_of(key: Hashable, hyper: tuple[Any, ...]) -> emphasis.Scheme:
+    """The core scheme of a static key (:meth:`emphasis.Scheme.split`) and its hyperparameters."""
+    return emphasis.Scheme.rebuild(key, dict(zip(key[0].HYPERPARAMETERS, hyper, strict=True)))  # type: ignore[index]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 computes in float64; every other float (16-bit included) in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    """The core's policy (:func:`emphasis.kernel.compute_dtype_name`) as a torch dtype."""
+    return getattr(torch, kernel.compute_dtype_name(str(dtype).removeprefix("torch.")))
 
 
 def _hyper(value: Any, dtype: torch.dtype, device: torch.device) -> Any:
@@ -93,20 +53,13 @@ class _EmphasisRows(torch.autograd.Function):
         labels: torch.Tensor,
         valid: torch.Tensor,
         example_weight: torch.Tensor | None,
-        beta: Any,
-        lam: Any,
-        eps: Any,
-        config: SchemeConfig,
+        key: Hashable,
+        hyper: tuple[Any, ...],
         all_reduce: kernel.AllReduce | None,
     ) -> tuple[torch.Tensor, ...]:
         dtype = compute_dtype(logits.dtype)
         device = logits.device
-        scheme = make_scheme(
-            config,
-            _hyper(beta, dtype, device),
-            _hyper(lam, dtype, device),
-            _hyper(eps, dtype, device),
-        )
+        scheme = scheme_of(key, tuple(_hyper(value, dtype, device) for value in hyper))
         out = kernel.forward(
             logits.to(dtype),
             labels,
@@ -147,7 +100,7 @@ class _EmphasisRows(torch.autograd.Function):
             # again, since this gradient is not a function torch can differentiate (for GR
             # it is no loss's gradient at all). Make any further differentiation raise.
             grad = _NoDoubleBackward.apply(grad, logits)
-        return grad, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -192,14 +145,12 @@ def emphasis_rows(
     labels: torch.Tensor,
     valid: torch.Tensor,
     example_weight: torch.Tensor | None,
-    beta: Any,
-    lam: Any,
-    eps: Any,
-    config: SchemeConfig,
+    key: Hashable,
+    hyper: tuple[Any, ...],
     all_reduce: kernel.AllReduce | None = None,
 ) -> RowsOut:
     """Apply the op to rows: logits (M, C) in any float dtype, labels (M,) in [0, C)."""
     loss, _coef, _rest_max, rest_sum, log_p, log_weight, log_mean = _EmphasisRows.apply(
-        logits, labels, valid, example_weight, beta, lam, eps, config, all_reduce
+        logits, labels, valid, example_weight, key, hyper, all_reduce
     )
     return RowsOut(loss, log_p, rest_sum, log_weight, log_mean)

@@ -28,7 +28,7 @@ import emphasis
 from emphasis import kernel
 from emphasis._layout import to_rows
 from emphasis._validation import HYPERPARAMETER_RANGES, check_reduction, expected_range
-from emphasis_torch._autograd import SchemeConfig, compute_dtype, emphasis_rows, make_scheme
+from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
 
 __all__ = ["BatchStats", "cce_loss", "gce_loss", "gr_loss", "mae_loss"]
@@ -173,8 +173,7 @@ def _rows_of(
 def _emphasis_loss(
     input: torch.Tensor,
     target: torch.Tensor,
-    config: SchemeConfig,
-    hyper: dict[str, Hyperparameter],
+    scheme: emphasis.Scheme,
     *,
     weight: torch.Tensor | None,
     ignore_index: int,
@@ -193,6 +192,7 @@ def _emphasis_loss(
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
     check_values = validate and not _is_vmapped(input)
     checks: list[_Check] | None = [] if check_values else None
+    key, hyper = scheme.split()
 
     for name, value in hyper.items():
         if isinstance(value, torch.Tensor):
@@ -241,7 +241,7 @@ def _emphasis_loss(
 
     all_reduce = None
     if global_batch:
-        if not config.normalize:
+        if not scheme.normalize:
             raise ValueError(
                 "global_batch=True normalises GR's weights over the global batch; it needs "
                 "normalize=True"
@@ -253,10 +253,8 @@ def _emphasis_loss(
         safe,
         valid,
         example_weight,
-        hyper.get("beta", 0.0),
-        hyper.get("lam", hyper.get("q", 0.0)),
-        hyper.get("eps", 0.0),
-        config,
+        key,
+        tuple(hyper.values()),
         all_reduce,
     )
 
@@ -278,7 +276,7 @@ def _emphasis_loss(
     value = value.to(_output_dtype(input))
     if not return_stats:
         return value
-    return value, _batch_stats(out, valid, example_weight, rows.label_shape, config, hyper)
+    return value, _batch_stats(out, valid, rows.label_shape, key, hyper)
 
 
 def _append_value_checks(
@@ -366,105 +364,25 @@ def _all_reduce(process_group: Any) -> kernel.AllReduce:
 def _batch_stats(
     out: Any,
     valid: torch.Tensor,
-    example_weight: torch.Tensor | None,
     label_shape: tuple[int, ...],
-    config: SchemeConfig,
+    key: Any,
     hyper: dict[str, Hyperparameter],
 ) -> BatchStats:
-    log_p = out.log_p.detach()
-    log_weight = out.log_weight.detach()
-    zero = torch.zeros_like(log_p)
-    p = torch.where(valid, torch.exp(log_p), torch.full_like(log_p, math.nan))
-    raw = torch.where(valid, torch.exp(log_weight), zero)
-    applied = torch.where(valid, torch.exp(log_weight - out.log_mean_weight.detach()), zero)
-    count = torch.sum(valid.to(raw.dtype))
-    mean = torch.sum(raw) / count
-    spread = torch.sum(torch.where(valid, (raw - mean) ** 2, zero)) / count  # NaN when count = 0
-    squares = torch.sum(applied**2)
-    ess = torch.where(
-        squares > 0,
-        torch.sum(applied) ** 2 / torch.where(squares > 0, squares, torch.ones_like(squares)),
-        torch.zeros_like(squares),
+    detached = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in hyper.items()}
+    stats = emphasis.stats.batch_statistics(
+        out.log_p.detach(),
+        out.log_weight.detach(),
+        out.log_mean_weight.detach(),
+        valid,
+        TorchNamespace(valid.device),
     )
     return BatchStats(
-        p=p.reshape(label_shape),
-        raw_weights=raw.reshape(label_shape),
-        weights=applied.reshape(label_shape),
-        focus=_focus(config, hyper),
-        spread=spread,
-        effective_sample_size=ess,
+        *(field.reshape(label_shape) for field in stats[:3]),
+        # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
+        focus=emphasis.Scheme.rebuild(key, detached).focus,
+        spread=stats.spread,
+        effective_sample_size=stats.effective_sample_size,
     )
-
-
-def _focus(config: SchemeConfig, hyper: dict[str, Hyperparameter]) -> float | torch.Tensor:
-    # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
-    detach = lambda value: value.detach() if isinstance(value, torch.Tensor) else value  # noqa: E731
-    return make_scheme(
-        config,
-        detach(hyper.get("beta", 0.0)),
-        detach(hyper.get("lam", hyper.get("q", 0.0))),
-        detach(hyper.get("eps", 0.0)),
-    ).focus
-
-
-# -- scheme configuration ------------------------------------------------------------------
-
-_DEFAULT_GCE_Q = emphasis.GCE().q
-
-
-def _reported_key(reported_loss: Any) -> tuple[str, Any]:
-    """("cce"|"mae", None) or ("gce", q) for GR's reported loss."""
-    if isinstance(reported_loss, str):
-        name = reported_loss.lower()
-        return (name, _DEFAULT_GCE_Q if name == "gce" else None)
-    return (reported_loss.name, reported_loss.q if reported_loss.name == "gce" else None)
-
-
-def gr_config(
-    beta: Hyperparameter,
-    lam: Hyperparameter,
-    transform: str,
-    normalize: bool,
-    eps: Hyperparameter,
-    reported_loss: Any,
-) -> SchemeConfig:
-    """Validate GR's hyperparameters with the core (eager only) and return its static config.
-
-    The core's checks cannot be traced by torch.compile (they call NumPy on Python
-    floats), so under compile they are skipped here; tensor hyperparameters are
-    still checked in the graph, and the Modules validate when they are built.
-    """
-    if not torch.compiler.is_compiling():
-        scheme = emphasis.GR(
-            beta=_placeholder(beta),
-            lam=_placeholder(lam),
-            transform=transform,
-            normalize=normalize,
-            eps=_placeholder(eps),
-            reported_loss=reported_loss,
-        )
-        transform, normalize, reported_loss = (
-            scheme.transform,
-            scheme.normalize,
-            scheme.reported_loss,
-        )
-    return SchemeConfig("gr", transform, bool(normalize), _reported_key(reported_loss))
-
-
-def gce_config(q: Hyperparameter) -> SchemeConfig:
-    if not torch.compiler.is_compiling():
-        emphasis.GCE(q=_placeholder(q))
-    return SchemeConfig("gce")
-
-
-def _placeholder(value: Hyperparameter) -> Any:
-    # Tensors are checked by _emphasis_loss (shape, dtype, and range in the graph); the core
-    # constructor gets a valid stand-in so its other checks still run.
-    return 0.0 if isinstance(value, torch.Tensor) else value
-
-
-_CCE_CONFIG = SchemeConfig("cce")
-_MAE_CONFIG = SchemeConfig("mae")
 
 
 # -- public functions ----------------------------------------------------------------------
@@ -551,12 +469,18 @@ def gr_loss(
         >>> logits.grad.abs().sum().round(decimals=4)
         tensor(1.)
     """
-    config = gr_config(beta, lam, transform, normalize, eps, reported_loss)
+    scheme = emphasis.GR(  # tensor hyperparameters pass through; _emphasis_loss checks them
+        beta=beta,
+        lam=lam,
+        transform=transform,
+        normalize=normalize,
+        eps=eps,
+        reported_loss=reported_loss,
+    )
     return _emphasis_loss(
         input,
         target,
-        config,
-        {"beta": beta, "lam": lam, "eps": eps},
+        scheme,
         weight=weight,
         ignore_index=ignore_index,
         reduction=reduction,
@@ -597,8 +521,7 @@ def cce_loss(
     return _emphasis_loss(
         input,
         target,
-        _CCE_CONFIG,
-        {},
+        emphasis.CCE(),
         weight=weight,
         ignore_index=ignore_index,
         reduction=reduction,
@@ -633,8 +556,7 @@ def mae_loss(
     return _emphasis_loss(
         input,
         target,
-        _MAE_CONFIG,
-        {},
+        emphasis.MAE(),
         weight=weight,
         ignore_index=ignore_index,
         reduction=reduction,
@@ -673,8 +595,7 @@ def gce_loss(
     return _emphasis_loss(
         input,
         target,
-        gce_config(q),
-        {"q": q},
+        emphasis.GCE(q=q),
         weight=weight,
         ignore_index=ignore_index,
         reduction=reduction,

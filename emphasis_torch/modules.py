@@ -149,7 +149,7 @@ class GRLoss(_EmphasisLoss):
             validate=validate,
             track_stats=track_stats,
         )
-        F.gr_config(beta, lam, transform, normalize, eps, reported_loss)  # raises on bad values
+        emphasis.GR(beta, lam, transform, normalize, eps, reported_loss)  # raises on bad values
         for name, value in (("beta", beta), ("lam", lam), ("eps", eps)):
             self._hyperparameter(name, value)
         self.transform = transform
@@ -296,7 +296,7 @@ class GCELoss(_EmphasisLoss):
             validate=validate,
             track_stats=track_stats,
         )
-        F.gce_config(q)
+        emphasis.GCE(q=q)
         self._hyperparameter("q", q)
 
     @property

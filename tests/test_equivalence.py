@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emphasis
-from emphasis import _check_runners as runners
+from emphasis import check
 from emphasis.check import DTYPES, Case, compare
 
 EXAMPLES = int(os.environ.get("EMPHASIS_HYPOTHESIS_EXAMPLES", "40"))
@@ -33,6 +33,11 @@ COMPILED_EXAMPLES = max(3, EXAMPLES // 8)
 
 def available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def adapter_runner(adapter: str):
+    """The check runner an adapter announces (imported only when its test runs)."""
+    return importlib.import_module(f"{adapter}._check").runner()
 
 
 def hyperparameter(high: float) -> st.SearchStrategy[float]:
@@ -102,7 +107,7 @@ def assert_agrees(runner, case: Case, dtype: str, mode: str) -> None:
 @pytest.mark.skipif(not available("torch"), reason="PyTorch is not installed")
 @given(case_strategy(), dtypes)
 def test_torch_eager_agrees_with_core(case, dtype):
-    assert_agrees(runners._torch_runner(), case, dtype, "eager")
+    assert_agrees(adapter_runner("emphasis_torch"), case, dtype, "eager")
 
 
 @pytest.mark.torch
@@ -110,7 +115,7 @@ def test_torch_eager_agrees_with_core(case, dtype):
 @settings(max_examples=COMPILED_EXAMPLES)
 @given(case_strategy(), st.sampled_from(["float64", "float32"]))
 def test_torch_compile_agrees_with_core(case, dtype):
-    assert_agrees(runners._torch_runner(), case, dtype, "compile")
+    assert_agrees(adapter_runner("emphasis_torch"), case, dtype, "compile")
 
 
 @pytest.mark.tf
@@ -120,7 +125,7 @@ def test_tensorflow_agrees_with_core(case, dtype, mode):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras runs on another backend in this process")
-    assert_agrees(runners._keras_runner(), case, dtype, mode)
+    assert_agrees(adapter_runner("emphasis_tf"), case, dtype, mode)
 
 
 @pytest.mark.tf
@@ -131,14 +136,14 @@ def test_tensorflow_xla_agrees_with_core(case, dtype):
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras runs on another backend in this process")
-    assert_agrees(runners._keras_runner(), case, dtype, "xla")
+    assert_agrees(adapter_runner("emphasis_tf"), case, dtype, "xla")
 
 
 @pytest.mark.jax
 @pytest.mark.skipif(not available("jax"), reason="JAX is not installed")
 @given(case_strategy(), dtypes, st.sampled_from(["eager", "jit"]))
 def test_jax_agrees_with_core(case, dtype, mode):
-    assert_agrees(runners._jax_runner(), case, dtype, mode)
+    assert_agrees(adapter_runner("emphasis_jax"), case, dtype, mode)
 
 
 @pytest.mark.slow
@@ -147,7 +152,7 @@ def test_keras_on_other_backends_agrees_with_core(keras_backend):
     """Keras picks its backend per process: the user-facing check runs in a child."""
     if not (available("keras") and available(keras_backend)):
         pytest.skip(f"Keras or {keras_backend} is not installed")
-    rows = runners.run_keras_subprocess(keras_backend, seed=1, count=8)
+    rows = check.run_keras_subprocess(keras_backend, seed=1, count=8)
     assert rows, "the child process returned no results"
     for row in rows:
         assert not row.get("error"), row
@@ -171,7 +176,6 @@ def test_check_cli_reports_json_and_exit_status():
 
 def test_check_flags_a_wrong_backend(monkeypatch):
     """The comparison itself must be able to fail: a gradient off by 1e-6 in float64."""
-    from emphasis import check
 
     def wrong_runner():
         def run(case, dtype, mode):
@@ -183,7 +187,7 @@ def test_check_flags_a_wrong_backend(monkeypatch):
         return run
 
     fake = check.Backend("fake", "numpy", lambda: [("eager", "float64")], wrong_runner)
-    monkeypatch.setattr(runners, "in_process_backends", lambda: [fake])
+    monkeypatch.setattr(check, "discover_backends", lambda: ([fake], []))
     monkeypatch.setattr(check, "KERAS_CHILD_BACKENDS", ())
     results = check.run(count=4)
     assert len(results) == 1 and not results[0].ok
