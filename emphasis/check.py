@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 import emphasis
+from emphasis import kernel
 from emphasis.schemes import Scheme
 
 __all__ = [
@@ -257,15 +258,9 @@ def reduce_per_example(
     compute dtype (float32 for 16-bit losses), as Keras's reductions and torch's do: a
     float16 sum of losses in the thousands overflows.
     """
-    losses = cast(losses, "float64" if dtype == "float64" else "float32")
-    if reduction == "none":
-        return losses
-    total = xp.sum(losses)
-    if reduction == "sum":
-        return total
-    count = int(valid.sum())
-    # The core's convention (torch's): a mean over no valid example is NaN, gradient 0.
-    return total / count if count else total * 0.0 + math.nan
+    compute = kernel.compute_dtype_name(dtype)
+    losses = cast(losses, compute)
+    return kernel.reduce_losses(losses, cast(valid, compute), reduction, xp)
 
 
 def discover_backends() -> tuple[list[Backend], list[str]]:

@@ -169,14 +169,9 @@ def _loss_and_grad(batch: Batch, scheme: Scheme, reduction_: str) -> tuple[np.nd
         batch.logits, batch.labels, out.coef * scale, out.rest_max, out.rest_sum, np
     )
     grad = batch.restore(grad).astype(batch.dtype)
-    losses = out.loss * batch.example_weight
+    value = kernel.reduce_losses(out.loss * batch.example_weight, batch.example_weight, reduction_)
     if reduction_ == "none":
-        value = losses.reshape(batch.label_shape)
-    elif reduction_ == "sum":
-        value = losses.sum()
-    else:
-        total = batch.example_weight.sum()
-        value = losses.sum() / total if total > 0 else np.array(np.nan)
+        value = value.reshape(batch.label_shape)
     return np.asarray(value).astype(batch.dtype), grad
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "forward",
     "grad_rows",
     "log_mean_weight",
+    "reduce_losses",
     "relevance",
     "safe_labels",
 ]
@@ -235,6 +236,24 @@ def forward(
     loss = scheme.loss_value(rel.log_p, rel.log_1mp, xp)
     loss = xp.where(valid, loss, xp.zeros_like(loss))
     return Forward(loss, coef, rel.rest_max, rel.rest_sum, rel.log_p, log_weight, log_mean)
+
+
+def reduce_losses(losses: Any, example_weight: Any, reduction: str, xp: Any = np) -> Any:
+    """Reduce per-example losses (already weighted, 0 where ignored) as torch does.
+
+    ``"mean"`` divides by ``sum(example_weight)`` (the count of valid examples, or the
+    sum of their class weights); a mean over no valid example is NaN, with a zero
+    gradient (as ``F.cross_entropy``).
+    """
+    if reduction == "none":
+        return losses
+    total = xp.sum(losses)
+    if reduction == "sum":
+        return total
+    count = xp.sum(example_weight)
+    positive = count > 0
+    mean = total / xp.where(positive, count, xp.ones_like(count))
+    return xp.where(positive, mean, xp.full_like(mean, math.nan))
 
 
 def grad_rows(

@@ -19,7 +19,6 @@ skipped. ``validate=False`` skips them everywhere.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -262,17 +261,13 @@ def _emphasis_loss(
         _append_value_checks(checks, logits, labels, safe, valid, in_range, out, ignore_index)
         _run_checks(checks)
 
-    losses = out.loss if example_weight is None else out.loss * example_weight
-    if reduction == "none":
-        value = torch.reshape(losses, rows.label_shape)
-    elif reduction == "sum":
-        value = torch.sum(losses)
+    if example_weight is None:
+        losses, example_weight = out.loss, valid.to(dtype)
     else:
-        total = torch.sum(valid.to(dtype)) if example_weight is None else torch.sum(example_weight)
-        positive = total > 0
-        value = torch.sum(losses) / torch.where(positive, total, torch.ones_like(total))
-        # No valid example: NaN like F.cross_entropy, with a zero gradient.
-        value = torch.where(positive, value, torch.full_like(value, math.nan))
+        losses = out.loss * example_weight
+    value = kernel.reduce_losses(losses, example_weight, reduction, xp)
+    if reduction == "none":
+        value = torch.reshape(value, rows.label_shape)
     value = value.to(_output_dtype(input))
     if not return_stats:
         return value
