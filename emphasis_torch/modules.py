@@ -1,6 +1,7 @@
 """``nn.Module`` losses, used like ``nn.CrossEntropyLoss``; they only store configuration.
 
-Each Module calls its function in :mod:`emphasis_torch.functional`. The class
+Each Module stores the keyword arguments of its function in
+:mod:`emphasis_torch.functional` and calls it once per forward. The class
 ``weight`` is a registered buffer (it follows ``.to(device)`` and is saved in the
 ``state_dict``), as are hyperparameters given as tensors: a schedule can then
 update them in place (``loss_fn.beta.fill_(12.0)``) without recompiling a
@@ -9,6 +10,7 @@ update them in place (``loss_fn.beta.fill_(12.0)``) without recompiling a
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -22,8 +24,15 @@ __all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss"]
 
 
 class _EmphasisLoss(nn.Module):
-    """Shared configuration: class weight, ignore_index, reduction, validation, statistics."""
+    """A functional loss and its keyword arguments (the configuration), called once per forward.
 
+    Subclasses name the function and the scheme; their ``__init__`` only forwards
+    their keyword arguments. Options (hyperparameters, ``transform``, ...) are
+    attributes; tensor hyperparameters and the class ``weight`` are buffers.
+    """
+
+    _function: Any  #: the functional form, e.g. ``F.gr_loss``
+    _scheme_class: type[emphasis.Scheme]
     weight: torch.Tensor | None
     last_stats: F.BatchStats | None
 
@@ -35,6 +44,7 @@ class _EmphasisLoss(nn.Module):
         reduction: str = "mean",
         validate: bool = True,
         track_stats: bool = False,
+        **options: Any,
     ) -> None:
         super().__init__()
         if weight is not None:
@@ -52,32 +62,45 @@ class _EmphasisLoss(nn.Module):
         self.validate = bool(validate)
         self.track_stats = bool(track_stats)
         self.last_stats = None
+        fields = {k: v for k, v in options.items() if k in self._scheme_fields()}
+        self._scheme_class(**fields)  # the core's checks of the scheme's settings
+        self._options = tuple(options)
+        for name, value in options.items():
+            if isinstance(value, torch.Tensor):  # a hyperparameter a schedule may update
+                F.check_hyper_tensor_now(name, value)
+                self.register_buffer(name, value.detach().clone())
+            else:
+                setattr(self, name, value)
 
-    def _hyperparameter(self, name: str, value: Any) -> None:
-        """Store a hyperparameter; a tensor is checked now and becomes a buffer."""
-        if isinstance(value, torch.Tensor):
-            F.check_hyper_tensor_now(name, value)
-            self.register_buffer(name, value.detach().clone())
-        else:
-            setattr(self, name, value)
+    @classmethod
+    def _scheme_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls._scheme_class))  # type: ignore[arg-type]
 
-    def _common(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "ignore_index": self.ignore_index,
-            "reduction": self.reduction,
-            "validate": self.validate,
-            "return_stats": self.track_stats,
-        }
+    @property
+    def scheme(self) -> emphasis.Scheme:
+        """The core scheme with this Module's hyperparameters."""
+        return self._scheme_class(**{k: getattr(self, k) for k in self._scheme_fields()})
 
-    def _finish(self, result: Any) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        result = type(self)._function(
+            input,
+            target,
+            **{name: getattr(self, name) for name in self._options},
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            validate=self.validate,
+            return_stats=self.track_stats,
+        )
         if not self.track_stats:
             return result
         loss, self.last_stats = result
         return loss
 
-    def _base_repr(self) -> str:
-        parts = [f"reduction={self.reduction!r}", f"ignore_index={self.ignore_index}"]
+    def extra_repr(self) -> str:
+        parts = [f"{k}={_show(getattr(self, k))}" for k in self._options if k != "process_group"]
+        parts = [p for p in parts if p != "global_batch=False"]
+        parts += [f"reduction={self.reduction!r}", f"ignore_index={self.ignore_index}"]
         if self.weight is not None:
             parts.append(f"weight=<{tuple(self.weight.shape)}>")
         if self.track_stats:
@@ -121,6 +144,8 @@ class GRLoss(_EmphasisLoss):
         (2.3026, 0.0)
     """
 
+    _function = staticmethod(F.gr_loss)
+    _scheme_class = emphasis.GR
     beta: float | torch.Tensor
     lam: float | torch.Tensor
     eps: float | torch.Tensor
@@ -142,67 +167,25 @@ class GRLoss(_EmphasisLoss):
         validate: bool = True,
         track_stats: bool = False,
     ) -> None:
+        if global_batch and not normalize:
+            raise ValueError(
+                "global_batch=True needs normalize=True (it all-reduces the normaliser)"
+            )
         super().__init__(
+            beta=beta,
+            lam=lam,
+            transform=transform,
+            normalize=normalize,
+            eps=eps,
+            reported_loss=reported_loss,
+            global_batch=bool(global_batch),
+            process_group=process_group,
             weight=weight,
             ignore_index=ignore_index,
             reduction=reduction,
             validate=validate,
             track_stats=track_stats,
         )
-        emphasis.GR(beta, lam, transform, normalize, eps, reported_loss)  # raises on bad values
-        for name, value in (("beta", beta), ("lam", lam), ("eps", eps)):
-            self._hyperparameter(name, value)
-        self.transform = transform
-        self.normalize = normalize
-        self.reported_loss = reported_loss
-        if global_batch and not normalize:
-            raise ValueError(
-                "global_batch=True needs normalize=True (it all-reduces the normaliser)"
-            )
-        self.global_batch = bool(global_batch)
-        self.process_group = process_group
-
-    @property
-    def scheme(self) -> emphasis.GR:
-        """The core scheme (``emphasis.GR``) with this Module's hyperparameters."""
-        return emphasis.GR(
-            beta=self.beta,
-            lam=self.lam,
-            transform=self.transform,
-            normalize=self.normalize,
-            eps=self.eps,
-            reported_loss=self.reported_loss,
-        )
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._finish(
-            F.gr_loss(
-                input,
-                target,
-                beta=self.beta,
-                lam=self.lam,
-                transform=self.transform,
-                normalize=self.normalize,
-                eps=self.eps,
-                reported_loss=self.reported_loss,
-                global_batch=self.global_batch,
-                process_group=self.process_group,
-                **self._common(),
-            )
-        )
-
-    def extra_repr(self) -> str:
-        parts = [
-            f"beta={_show(self.beta)}",
-            f"lam={_show(self.lam)}",
-            f"transform={self.transform!r}",
-            f"normalize={self.normalize}",
-            f"eps={_show(self.eps)}",
-            f"reported_loss={self.reported_loss!r}",
-        ]
-        if self.global_batch:
-            parts.append("global_batch=True")
-        return ", ".join([*parts, self._base_repr()])
 
 
 class CCELoss(_EmphasisLoss):
@@ -222,17 +205,9 @@ class CCELoss(_EmphasisLoss):
         tensor(1.3863)
     """
 
+    _function = staticmethod(F.cce_loss)
+    _scheme_class = emphasis.CCE
     # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
-
-    @property
-    def scheme(self) -> emphasis.CCE:
-        return emphasis.CCE()
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._finish(F.cce_loss(input, target, **self._common()))
-
-    def extra_repr(self) -> str:
-        return self._base_repr()
 
 
 class MAELoss(_EmphasisLoss):
@@ -248,17 +223,9 @@ class MAELoss(_EmphasisLoss):
         tensor(1.5000)
     """
 
+    _function = staticmethod(F.mae_loss)
+    _scheme_class = emphasis.MAE
     # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
-
-    @property
-    def scheme(self) -> emphasis.MAE:
-        return emphasis.MAE()
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._finish(F.mae_loss(input, target, **self._common()))
-
-    def extra_repr(self) -> str:
-        return self._base_repr()
 
 
 class GCELoss(_EmphasisLoss):
@@ -277,6 +244,8 @@ class GCELoss(_EmphasisLoss):
         tensor(0.7500)
     """
 
+    _function = staticmethod(F.gce_loss)
+    _scheme_class = emphasis.GCE
     q: float | torch.Tensor
 
     def __init__(
@@ -290,27 +259,18 @@ class GCELoss(_EmphasisLoss):
         track_stats: bool = False,
     ) -> None:
         super().__init__(
+            q=q,
             weight=weight,
             ignore_index=ignore_index,
             reduction=reduction,
             validate=validate,
             track_stats=track_stats,
         )
-        emphasis.GCE(q=q)
-        self._hyperparameter("q", q)
-
-    @property
-    def scheme(self) -> emphasis.GCE:
-        return emphasis.GCE(q=self.q)
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._finish(F.gce_loss(input, target, q=self.q, **self._common()))
-
-    def extra_repr(self) -> str:
-        return ", ".join([f"q={_show(self.q)}", self._base_repr()])
 
 
 def _show(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"tensor({value.item():g})"
-    return f"{value:g}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
