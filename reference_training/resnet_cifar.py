@@ -3,7 +3,8 @@
 Depth ``6n + 2``: a 3x3 convolution with 16 filters, then three stages of ``n`` basic blocks
 (two 3x3 convolutions each) with 16, 32 and 64 filters on 32x32, 16x16 and 8x8 feature maps
 (the first block of stages 2 and 3 subsamples with stride 2), global average pooling and a
-fully connected layer. Shortcuts are identities; where the width doubles, the identity is
+fully connected layer (with ``dropout > 0``, dropout sits between the pooling and that layer:
+the paper's Table 8 does not say where its dropout goes). Shortcuts are identities; where the width doubles, the identity is
 subsampled and zero-padded in the new channels ("option A"), so the network has no projection
 parameters. Parameter counts match He et al.'s Table 6: ResNet-20 0.27M, ResNet-44 0.66M,
 ResNet-56 0.85M.
@@ -69,7 +70,7 @@ class CifarResNet(nn.Module):
     torch.Size([2, 10])
     """
 
-    def __init__(self, depth: int, num_classes: int) -> None:
+    def __init__(self, depth: int, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
@@ -77,6 +78,8 @@ class CifarResNet(nn.Module):
             )
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         blocks_per_stage = (depth - 2) // 6
         self.depth = depth
         self.conv = nn.Conv2d(3, STAGE_WIDTHS[0], 3, 1, 1, bias=False)
@@ -89,6 +92,8 @@ class CifarResNet(nn.Module):
                 layers.append(BasicBlock(in_channels, width, stride))
                 in_channels = width
         self.blocks = nn.Sequential(*layers)
+        # No module at rate 0, so that such a network draws no random numbers for dropout.
+        self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_channels, num_classes)
         self._init_weights()
 
@@ -105,9 +110,9 @@ class CifarResNet(nn.Module):
         x = F.relu(self.bn(self.conv(x)))
         x = self.blocks(x)
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.fc(x)
+        return self.fc(self.dropout(x))
 
 
-def resnet_cifar(depth: int, num_classes: int) -> CifarResNet:
+def resnet_cifar(depth: int, num_classes: int, dropout: float = 0.0) -> CifarResNet:
     """ResNet-``depth`` of He et al. for CIFAR (``resnet_cifar(56, 10)`` is ResNet-56)."""
-    return CifarResNet(depth=depth, num_classes=num_classes)
+    return CifarResNet(depth=depth, num_classes=num_classes, dropout=dropout)

@@ -11,9 +11,16 @@ by (schedule, dataset, depth, noise rate, loss settings), and prints, for each s
   training labels, for CCE and the paper's five GR settings per noise rate;
 * Table 5 (CIFAR-100, ResNet-44, r = 20/40/60%): final test accuracy of CCE, GCE (q=0.7),
   GR (β=8, λ=0.5) and the paper's tuned GR (β, λ);
+* Table 8 (CIFAR-100, ResNet-44, r = 40%): CCE and GR (β=8, λ=0.5), each with neither,
+  either or both of L2 weight decay 1e-4 and dropout 0.2;
+* Table 4 (CIFAR-10, MentorNet's network, r = 0/20/40/80%): CCE, GCE (q=0.7) and
+  GR (β=8, λ=0.5) as fractions, beside the paper's numbers of all nine methods;
 * every group of runs, whether or not the paper has a number for it.
 
-A paper table is shown for a schedule when at least one run fills one of its cells.
+A paper table is shown for a schedule when at least one run fills one of its cells. Tables 2, 3
+and 5 take only ResNet runs with the schedule's weight decay and momentum and no dropout; Table 8
+matches weight decay and dropout per column; Table 4 takes mentornet-inception runs with that
+network's dropout (0.2) and the schedule's weight decay and momentum.
 
 Each of our cells is ``mean ± std (n)`` over the runs (seeds) of a group -- std is the sample
 standard deviation (ddof=1), left out when n = 1 -- next to the paper's number. A cell of the
@@ -25,6 +32,8 @@ Usage::
     python -m reference_training.tables runs/ --out tables.md
     python -m reference_training.tables --plan 5 --data-dir ~/data --schedule released \\
         --repeats 5 -- --amp bf16        # prints the commands that fill Table 5
+    python -m reference_training.tables --plan 8 --data-dir ~/data   # Table 8 (schedule paper)
+    python -m reference_training.tables --plan 4 --data-dir ~/data   # Table 4 (mentornet)
 """
 
 from __future__ import annotations
@@ -168,6 +177,109 @@ TABLE5: dict[float, list[tuple[LossSpec, tuple[float, float], str]]] = {
 }
 
 
+#: Table 8: CIFAR-100, ResNet-44, r = 40%, final test accuracy (%), mean ± std over 5 trials.
+#: Columns (label, loss, weight decay, dropout rate, paper (mean, std)); the paper: "We set the
+#: dropout rate to 0.2 and L2 weight decay rate to 1e-4", "Baseline means CCE without
+#: regularisation". GR+L2 is the setting of Table 5 (59.3 ± 0.2 there too).
+TABLE8_DATASET, TABLE8_DEPTH, TABLE8_RATE = "cifar100", 44, 0.4
+TABLE8: list[tuple[str, LossSpec, float, float, tuple[float, float]]] = [
+    ("Baseline", CCE, 0.0, 0.0, (44.7, 0.1)),
+    ("L2", CCE, 1e-4, 0.0, (51.5, 0.4)),
+    ("Dropout", CCE, 0.0, 0.2, (46.7, 0.5)),
+    ("Dropout+L2", CCE, 1e-4, 0.2, (52.8, 0.4)),
+    ("GR", GR(8.0, 0.5), 0.0, 0.0, (55.7, 0.3)),
+    ("GR+L2", GR(8.0, 0.5), 1e-4, 0.0, (59.3, 0.2)),
+    ("GR+Dropout", GR(8.0, 0.5), 0.0, 0.2, (54.3, 0.4)),
+    ("GR+L2+Dropout", GR(8.0, 0.5), 1e-4, 0.2, (58.3, 0.3)),
+]
+
+#: Table 4: CIFAR-10, "GoogLeNet V1" in MentorNet's setting, test accuracy as a fraction.
+#: Columns as the paper's; None where the paper has "-" (the text extraction of the table lost
+#: the "-" of Forgetting and MentorNet PD at r = 0: their columns have three numbers).
+TABLE4_ARCH, TABLE4_DATASET = "mentornet-inception", "cifar10"
+TABLE4_METHODS = ("FullModel (naive CCE)", "Forgetting", "Self-paced", "Focal Loss", "Reed Soft",
+                  "MentorNet PD", "MentorNet DD", "GCE", "GR (β=8, λ=0.5)")  # fmt: skip
+TABLE4: dict[float, tuple[float | None, ...]] = {
+    0.0: (0.81, None, None, None, None, None, None, 0.83, 0.85),
+    0.2: (0.76, 0.76, 0.80, 0.77, 0.78, 0.79, 0.79, 0.81, 0.83),
+    0.4: (0.73, 0.71, 0.74, 0.74, 0.73, 0.74, 0.76, 0.78, 0.79),
+    0.8: (0.42, 0.44, 0.33, 0.40, 0.39, 0.44, 0.46, 0.50, 0.57),
+}
+#: The settings we run for Table 4, and the paper column each is shown beside.
+TABLE4_OURS: tuple[tuple[str, LossSpec, str], ...] = (
+    ("CCE", CCE, "FullModel (naive CCE)"),
+    ("GCE (q=0.7)", LossSpec("gce", q=0.7), "GCE"),
+    ("GR (β=8, λ=0.5)", GR(8.0, 0.5), "GR (β=8, λ=0.5)"),
+)
+
+#: The defaults that train_cifar fills in (its resolve_schedule and --momentum / --dropout).
+SCHEDULE_WEIGHT_DECAY = {"paper": 1e-4, "released": 5e-4, "mentornet": 0.0}
+ARCH_DROPOUT = {"resnet": 0.0, "mentornet-inception": 0.2}
+
+
+def _default_momentum(schedule: str) -> float:
+    return 0.0 if schedule == "mentornet" else 0.9
+
+
+def regularisation(config: dict[str, Any]) -> tuple[str, float | None, float, float | None]:
+    """(network, weight decay, dropout, momentum) of a run; configs written before these
+    settings existed are ResNets without dropout with the schedule's weight decay and momentum."""
+    schedule = config["schedule"]
+    arch = config.get("arch") or "resnet"
+    decay = config.get("weight_decay", SCHEDULE_WEIGHT_DECAY.get(schedule))
+    dropout = config.get("dropout")
+    momentum = config.get("momentum", _default_momentum(schedule))
+    return arch, decay, ARCH_DROPOUT.get(arch, 0.0) if dropout is None else dropout, momentum
+
+
+def is_standard(config: dict[str, Any]) -> bool:
+    """A ResNet run with its schedule's weight decay and momentum and no dropout (the runs of
+    Tables 2, 3 and 5)."""
+    arch, decay, dropout, momentum = regularisation(config)
+    wanted = SCHEDULE_WEIGHT_DECAY.get(config["schedule"])
+    return (
+        arch == "resnet"
+        and (decay == wanted or (wanted is not None and _same(decay, wanted)))
+        and dropout == 0.0
+        and momentum is not None
+        and _same(momentum, _default_momentum(config["schedule"]))
+    )
+
+
+def select_regularised(
+    runs: Iterable[Run],
+    schedule: str,
+    dataset: str,
+    arch: str,
+    depth: int | None,
+    noise_rate: float,
+    spec: LossSpec,
+    weight_decay: float,
+    dropout: float,
+) -> list[Run]:
+    """Finished runs of one cell of Table 8 or 4: network, weight decay and dropout matched too
+    (and the schedule's momentum)."""
+    chosen = []
+    for r in runs:
+        c = r.config
+        run_arch, decay, rate, momentum = regularisation(c)
+        if (
+            c["schedule"] == schedule
+            and c["dataset"] == dataset
+            and run_arch == arch
+            and (depth is None or (c.get("depth") is not None and int(c["depth"]) == depth))
+            and math.isclose(float(c["noise_rate"]), noise_rate, abs_tol=1e-9)
+            and spec.matches(c)
+            and decay is not None
+            and _same(decay, weight_decay)
+            and _same(rate, dropout)
+            and momentum is not None
+            and _same(momentum, _default_momentum(schedule))
+        ):
+            chosen.append(r)
+    return chosen
+
+
 # ---------------------------------------------------------------------------
 # reading runs
 # ---------------------------------------------------------------------------
@@ -215,12 +327,17 @@ def loss_label(config: dict[str, Any]) -> str:
 
 
 def _key(config: dict[str, Any]) -> tuple[Any, ...]:
+    arch, decay, dropout, momentum = regularisation(config)
     return (
         config["schedule"],
         config["dataset"],
-        int(config["depth"]),
+        int(config["depth"]) if config.get("depth") is not None else 0,
         round(float(config["noise_rate"]), 6),
         loss_label(config),
+        arch,
+        -1.0 if decay is None else float(decay),
+        float(dropout),
+        -1.0 if momentum is None else float(momentum),
     )
 
 
@@ -355,38 +472,99 @@ def render_table5(index: RunIndex, schedule: str) -> str | None:
     )
 
 
+def render_table8(runs: Sequence[Run], schedule: str) -> str | None:
+    header = ["Noise r"]
+    for label, *_ in TABLE8:
+        header += [f"{label} ours", "paper"]
+    row, found = [_pct(TABLE8_RATE)], 0
+    for _, spec, decay, dropout, (mean, std) in TABLE8:
+        cell = select_regularised(runs, schedule, TABLE8_DATASET, "resnet", TABLE8_DEPTH,
+                                  TABLE8_RATE, spec, decay, dropout)  # fmt: skip
+        found += len(cell)
+        row += [str(summarise(cell, "test_acc_final")), f"{mean:.1f} ± {std:.1f}"]
+    if not found:
+        return None
+    return (
+        f"### Table 8: CIFAR-100, ResNet-44, GR against L2 (weight decay 1e-4) and dropout "
+        f"(0.2), final test accuracy (%) — schedule `{schedule}`\n\n"
+        "Dropout sits between the global average pooling and the classifier.\n\n"
+        + _table(header, [row])
+    )
+
+
+def _fraction(summary: Summary) -> str:
+    """A Summary of accuracies (%) as fractions with two decimals, as Table 4 prints them."""
+    if not summary.values:
+        return "—"
+    std = "" if summary.std is None else f" ± {summary.std / 100:.2f}"
+    return f"{summary.mean / 100:.2f}{std} ({summary.n})"
+
+
+def render_table4(runs: Sequence[Run], schedule: str) -> str | None:
+    ours = {paper_column: (label, spec) for label, spec, paper_column in TABLE4_OURS}
+    header = ["Noise r"]
+    for method in TABLE4_METHODS:
+        header += [method] if method not in ours else [f"{ours[method][0]} ours", method]
+    rows, found = [], 0
+    for rate, numbers in TABLE4.items():
+        row = [_pct(rate)]
+        for method, number in zip(TABLE4_METHODS, numbers, strict=True):
+            if method in ours:
+                spec = ours[method][1]
+                cell = select_regularised(runs, schedule, TABLE4_DATASET, TABLE4_ARCH, None, rate,
+                                          spec, SCHEDULE_WEIGHT_DECAY.get(schedule, 0.0),
+                                          ARCH_DROPOUT[TABLE4_ARCH])  # fmt: skip
+                found += len(cell)
+                row.append(_fraction(summarise(cell, "test_acc_final")))
+            row.append("-" if number is None else f"{number:.2f}")
+        rows.append(row)
+    if not found:
+        return None
+    return (
+        "### Table 4: CIFAR-10, MentorNet's CIFAR 'inception' network (the paper: GoogLeNet V1), "
+        f"final test accuracy (fraction) — schedule `{schedule}`\n\n"
+        'Columns without "ours" are the paper\'s numbers only.\n\n' + _table(header, rows)
+    )
+
+
 def render_all_groups(runs: Sequence[Run]) -> str:
     groups: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in runs:
         groups[_key(run.config)].append(run)
     header = ["Schedule", "Dataset", "Depth", "Noise r", "Loss", "n", "Final test", "Best test",
-              "Noisy train", "Intact train", "Seeds"]  # fmt: skip
+              "Noisy train", "Intact train", "Seeds", "Network", "Weight decay", "Dropout",
+              "Momentum"]  # fmt: skip
     rows = []
     for key in sorted(groups):
         group = groups[key]
-        schedule, dataset, depth, rate, label = key
+        schedule, dataset, depth, rate, label, arch, decay, dropout, momentum = key
         seeds = ",".join(
             str(r.config["seed"]) for r in sorted(group, key=lambda r: r.config["seed"])
         )
         rows.append(
-            [schedule, dataset, str(depth), _pct(rate), label, str(len(group))]
+            [schedule, dataset, str(depth) if depth else "—", _pct(rate), label, str(len(group))]
             + [str(summarise(group, m)) for m in
                ("test_acc_final", "test_acc_best", "train_acc_noisy", "train_acc_intact")]
-            + [seeds]
+            + [seeds, arch, "?" if decay < 0 else f"{decay:g}", f"{dropout:g}",
+               "?" if momentum < 0 else f"{momentum:g}"]
         )  # fmt: skip
     return "### All runs: mean ± std (n) over seeds (%)\n\n" + _table(header, rows)
 
 
 def render(runs: Sequence[Run], unfinished: Sequence[Path] = ()) -> str:
     """The markdown report of ``runs``."""
-    index = RunIndex(runs)
+    index = RunIndex([r for r in runs if is_standard(r.config)])  # Tables 2, 3 and 5
     parts = [
         "## CIFAR results\n\nOurs: mean ± sample std (number of runs) over seeds; — where no run "
-        "has finished. Paper: Wang et al., Tables 2, 3 and 5."
+        "has finished. Paper: Wang et al., Tables 2, 3, 4, 5 and 8."
     ]
-    for schedule in index.schedules():
+    for schedule in RunIndex(runs).schedules():
         for render_table in (render_table2, render_table3, render_table5):
             table = render_table(index, schedule)  # None when no run fills a cell
+            if table is not None:
+                parts.append(table)
+        for render_regularised in (render_table8, render_table4):
+            table = render_regularised(runs, schedule)
             if table is not None:
                 parts.append(table)
     parts.append(render_all_groups(runs) if runs else "No finished runs.")
@@ -422,6 +600,44 @@ def plan(table: int) -> list[tuple[str, int, float, LossSpec]]:
     return cells
 
 
+def plan_regularised(table: int) -> list[tuple[str, int | None, float, LossSpec, list[str]]]:
+    """(dataset, depth, noise rate, setting, extra arguments) of every cell of Table 8 or 4."""
+    if table == 8:
+        return [
+            (TABLE8_DATASET, TABLE8_DEPTH, TABLE8_RATE, spec,
+             ["--weight-decay", f"{decay:g}", "--dropout", f"{dropout:g}"])
+            for _, spec, decay, dropout, _ in TABLE8
+        ]  # fmt: skip
+    if table == 4:
+        return [
+            (TABLE4_DATASET, None, rate, spec, ["--arch", TABLE4_ARCH])
+            for rate in TABLE4
+            for _, spec, _ in TABLE4_OURS
+        ]
+    raise ValueError(f"table must be 4 or 8, got {table}")
+
+
+def plan_regularised_commands(
+    table: int,
+    data_dir: str,
+    schedule: str,
+    repeats: int,
+    seed: int,
+    out_dir: str,
+    extra: Sequence[str] = (),
+    python: str = "python",
+) -> list[str]:
+    commands = []
+    for dataset, depth, rate, spec, cell_args in plan_regularised(table):
+        depth_args = [] if depth is None else ["--depth", str(depth)]
+        args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
+                "--dataset", dataset, *depth_args, "--noise-rate", f"{rate:g}",
+                *spec.arguments(), *cell_args, "--schedule", schedule, "--seed", str(seed),
+                "--repeats", str(repeats), "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+        commands.append(shlex.join(args))
+    return commands
+
+
 def plan_commands(
     table: int,
     data_dir: str,
@@ -432,6 +648,10 @@ def plan_commands(
     extra: Sequence[str] = (),
     python: str = "python",
 ) -> list[str]:
+    if table in (4, 8):
+        return plan_regularised_commands(
+            table, data_dir, schedule, repeats, seed, out_dir, extra, python
+        )
     commands = []
     for dataset, depth, rate, spec in plan(table):
         args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
@@ -445,7 +665,8 @@ def plan_commands(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reference_training.tables",
-        description="Tables 2, 3 and 5 of the paper from CIFAR runs, or the commands that fill them.",
+        description="Tables 2, 3, 4, 5 and 8 of the paper from CIFAR runs, or the commands that "
+        "fill them.",
         epilog="With --plan, arguments after -- are added to every command.",
     )
     parser.add_argument("runs", nargs="?", help="directory holding the run directories")
@@ -453,12 +674,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--plan",
         type=int,
-        choices=(2, 3, 5),
+        choices=(2, 3, 4, 5, 8),
         help="print the training commands for this table instead",
     )
     parser.add_argument("--data-dir", default="DATA_DIR", help="--plan: CIFAR directory")
     parser.add_argument(
-        "--schedule", choices=("paper", "released"), default="paper", help="--plan: schedule"
+        "--schedule",
+        choices=("paper", "released", "mentornet"),
+        default=None,
+        help="--plan: schedule (default: mentornet for Table 4, else paper)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="--plan: seeds per cell")
     parser.add_argument("--seed", type=int, default=1, help="--plan: first seed")
@@ -470,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, extra = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
     if args.plan is not None:
-        for command in plan_commands(args.plan, args.data_dir, args.schedule, args.repeats,
+        schedule = args.schedule or ("mentornet" if args.plan == 4 else "paper")
+        for command in plan_commands(args.plan, args.data_dir, schedule, args.repeats,
                                      args.seed, args.out_dir, extra):  # fmt: skip
             print(command)
         return 0

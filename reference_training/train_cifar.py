@@ -19,6 +19,14 @@ Protocol (paper Sec. 4.1): batch 128, SGD momentum 0.9, lr 0.1, 4-pixel zero pad
                          paper does not give the total; 20k iterations by default (--iterations).
     --schedule released  lr x0.1 at 15k and 22k, 30k iterations, weight decay 5e-4 (the authors'
                          released CIFAR-100 Caffe solver).
+    --schedule mentornet MentorNet's protocol (Jiang et al. 2018; the paper's Table 4): their
+                         CIFAR "inception" network (--arch mentornet-inception), plain SGD
+                         (momentum 0), lr 0.1 x0.1 every 200 epochs (78,125 iterations),
+                         120k iterations, no weight decay, dropout 0.2 after fc3, 8-pixel zero
+                         padding + random crop + flip, per-image standardisation.
+
+Regularisers (the paper's Table 8): --weight-decay overrides the schedule's, --dropout sets the
+dropout rate (ResNets: between the global pooling and the classifier; default 0).
 
 Noise: the paper's symmetric noise (emphasis.symmetric_noise: with probability r a label moves to
 one of the other classes uniformly), drawn once from the seed; the intact labels are kept to
@@ -69,6 +77,7 @@ if __package__ in (None, ""):  # run as a file: make `reference_training` import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import emphasis
+from reference_training import mentornet_inception
 from reference_training.cifar import CifarSplit, channel_stats, load_cifar
 from reference_training.resnet_cifar import resnet_cifar
 
@@ -78,6 +87,12 @@ PAD = 4
 NOISE_STREAM, ORDER_STREAM, AUGMENT_STREAM = 1, 2, 3
 
 DEFAULT_DEPTH = {"cifar10": 56, "cifar100": 44}
+ARCHS = ("resnet", "mentornet-inception")
+SCHEDULES = ("paper", "released", "mentornet")
+#: MentorNet's protocol (github.com/google/mentornet, code/cifar_train_baseline.py and
+#: commands/train_studentnet_inception.sh): 120k steps, lr x0.1 every 200 epochs of 50,000 images
+#: in batches of 128 (int(50000 / 128 * 200) = 78125 steps), SGD without momentum, 8-pixel padding.
+MENTORNET_ITERATIONS, MENTORNET_DECAY_STEPS, MENTORNET_PAD = 120000, 78125, 8
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ def resolve_schedule(
     Schedule(name='paper', iterations=20000, milestones=(5000, 10000, 15000), weight_decay=0.0001)
     >>> resolve_schedule("released").milestones
     (15000, 22000)
+    >>> resolve_schedule("mentornet")
+    Schedule(name='mentornet', iterations=120000, milestones=(78125,), weight_decay=0.0)
     """
     if name == "paper":
         total = 20000 if iterations is None else iterations
@@ -108,8 +125,14 @@ def resolve_schedule(
         total = 30000 if iterations is None else iterations
         milestones = tuple(m for m in (15000, 22000) if m < total)
         decay = 5e-4
+    elif name == "mentornet":
+        # Their cifarnet_arg_scope declares an L2 regulariser (0.004) on fc3/fc4, but the
+        # training scripts never add it to the loss they minimise: no weight decay.
+        total = MENTORNET_ITERATIONS if iterations is None else iterations
+        milestones = tuple(range(MENTORNET_DECAY_STEPS, total, MENTORNET_DECAY_STEPS))
+        decay = 0.0
     else:
-        raise ValueError(f"schedule must be 'paper' or 'released', got {name!r}")
+        raise ValueError(f"schedule must be 'paper', 'released' or 'mentornet', got {name!r}")
     if total < 1:
         raise ValueError(f"iterations must be >= 1, got {total}")
     return Schedule(name, total, milestones, decay if weight_decay is None else weight_decay)
@@ -151,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="ResNet depth 6n+2 (default: 56 for cifar10, 44 for cifar100)",
     )
+    model.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default=None,
+        help="network: the CIFAR ResNet, or MentorNet's CIFAR 'inception' student (TF-slim's "
+        "CifarNet); default: mentornet-inception for --schedule mentornet, else resnet",
+    )
+    model.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout rate in [0, 1): ResNet between the global pooling and the classifier, "
+        "mentornet-inception after fc3 (default: 0.2 for mentornet-inception, else 0)",
+    )
     model.add_argument("--loss", choices=("cce", "mae", "gce", "gr"), default="cce")
     model.add_argument("--beta", type=float, default=8.0, help="GR: emphasis spread controller")
     model.add_argument("--lam", type=float, default=0.5, help="GR: emphasis focus controller")
@@ -165,20 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--schedule", choices=("paper", "released"), default="paper")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="paper")
     opt.add_argument(
         "--iterations",
         type=int,
         default=None,
-        help="total iterations (default: 20000 for paper, 30000 for released)",
+        help="total iterations (default: 20000 for paper, 30000 for released, 120000 for "
+        "mentornet)",
     )
     opt.add_argument("--lr", type=float, default=0.1)
-    opt.add_argument("--momentum", type=float, default=0.9)
+    opt.add_argument(
+        "--momentum", type=float, default=None, help="default: 0 for mentornet, else 0.9"
+    )
     opt.add_argument(
         "--weight-decay",
         type=float,
         default=None,
-        help="default: 1e-4 for paper, 5e-4 for released",
+        help="default: 1e-4 for paper, 5e-4 for released, 0 for mentornet",
     )
     opt.add_argument("--batch-size", type=int, default=128, help="global batch size")
     opt.add_argument("--seed", type=int, default=0, help="seed of noise, init, order, augmentation")
@@ -234,21 +274,48 @@ RESULT_SETTINGS = (
     "dataset", "noise_rate", "noise_seed", "depth", "loss", "beta", "lam", "q", "eps",
     "transform", "normalize", "schedule", "iterations", "milestones", "lr", "momentum",
     "weight_decay", "batch_size", "seed", "amp", "log_every", "eval_every",
+    "arch", "dropout", "pad", "standardize",
 )  # fmt: skip
+#: The values of settings added later, for checkpoints written before them.
+LEGACY_SETTINGS = {"arch": "resnet", "dropout": 0.0, "pad": PAD, "standardize": "channel"}
 
 
 def resolve_config(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """The complete settings of one run (defaults filled in) as a JSON-able dict."""
     schedule = resolve_schedule(args.schedule, args.iterations, args.weight_decay)
     config = {k: v for k, v in vars(args).items() if k not in ("repeats", "halt_after")}
+    mentornet = args.schedule == "mentornet"
+    arch = args.arch or ("mentornet-inception" if mentornet else "resnet")
+    if arch not in ARCHS:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if arch == "resnet":
+        depth = args.depth or DEFAULT_DEPTH[args.dataset]
+        default_dropout = 0.0
+    else:
+        if args.depth is not None:
+            raise ValueError(f"--depth is for --arch resnet, not --arch {arch}")
+        depth = None
+        default_dropout = mentornet_inception.DEFAULT_DROPOUT
     config.update(
         seed=seed,
         noise_seed=seed if args.noise_seed is None else args.noise_seed,
-        depth=args.depth or DEFAULT_DEPTH[args.dataset],
+        arch=arch,
+        depth=depth,
+        dropout=default_dropout if args.dropout is None else args.dropout,
         iterations=schedule.iterations,
         milestones=list(schedule.milestones),
         weight_decay=schedule.weight_decay,
+        momentum=(0.0 if mentornet else 0.9) if args.momentum is None else args.momentum,
+        # MentorNet's augmentation and standardisation (code/cifar_data_provider.py 140-149).
+        pad=MENTORNET_PAD if mentornet else PAD,
+        standardize="image" if mentornet else "channel",
     )
+    dropout = config["dropout"]
+    if not (math.isfinite(dropout) and 0.0 <= dropout < 1.0):
+        raise ValueError(f"--dropout must be in [0, 1), got {dropout}")
+    for key in ("weight_decay", "momentum"):
+        if not (math.isfinite(config[key]) and config[key] >= 0.0):
+            raise ValueError(f"--{key.replace('_', '-')} must be >= 0, got {config[key]}")
     if config["loss"] != "gr":  # GR's settings mean nothing to other losses
         for key in ("beta", "lam", "eps", "transform", "normalize"):
             config[key] = None
@@ -281,10 +348,27 @@ def loss_tag(config: dict[str, Any]) -> str:
     return tag
 
 
+def regularisation_tag(config: dict[str, Any]) -> str:
+    """``_wd<rate>`` / ``_drop<rate>`` where they differ from the schedule's / network's default
+    (empty for the defaults, so the names of earlier runs are unchanged)."""
+    tag = ""
+    if config["weight_decay"] != resolve_schedule(config["schedule"]).weight_decay:
+        tag += f"_wd{config['weight_decay']:g}"
+    arch_default = mentornet_inception.DEFAULT_DROPOUT if config["arch"] != "resnet" else 0.0
+    if config["dropout"] != arch_default:
+        tag += f"_drop{config['dropout']:g}"
+    default_momentum = 0.0 if config["schedule"] == "mentornet" else 0.9
+    if config["momentum"] != default_momentum:
+        tag += f"_mom{config['momentum']:g}"
+    return tag
+
+
 def run_name(config: dict[str, Any]) -> str:
+    net = f"resnet{config['depth']}" if config["arch"] == "resnet" else config["arch"]
     return (
-        f"{config['dataset']}_resnet{config['depth']}_{config['schedule']}"
-        f"_r{config['noise_rate']:g}_{loss_tag(config)}_seed{config['seed']}"
+        f"{config['dataset']}_{net}_{config['schedule']}"
+        f"_r{config['noise_rate']:g}_{loss_tag(config)}{regularisation_tag(config)}"
+        f"_seed{config['seed']}"
     )
 
 
@@ -360,21 +444,27 @@ def global_batch(seed: int, iteration: int, size: int, batch_size: int) -> np.nd
     return epoch_permutation(seed, epoch, size)[step * batch_size : (step + 1) * batch_size]
 
 
-def augmentation(seed: int, iteration: int, batch_size: int) -> tuple[np.ndarray, ...]:
-    """Crop offsets (rows, columns) in [0, 2*PAD] and flip flags for the global batch."""
+def augmentation(
+    seed: int, iteration: int, batch_size: int, pad: int = PAD
+) -> tuple[np.ndarray, ...]:
+    """Crop offsets (rows, columns) in [0, 2*pad] and flip flags for the global batch."""
     rng = np.random.default_rng([seed, AUGMENT_STREAM, iteration])
-    offsets = rng.integers(0, 2 * PAD + 1, size=(2, batch_size))
+    offsets = rng.integers(0, 2 * pad + 1, size=(2, batch_size))
     flips = rng.random(batch_size) < 0.5
     return offsets[0], offsets[1], flips
 
 
 def crop_and_flip(
-    images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, flips: torch.Tensor
+    images: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    flips: torch.Tensor,
+    pad: int = PAD,
 ) -> torch.Tensor:
-    """Pad ``(B, C, H, W)`` by PAD zeros, take the ``H x W`` window at (rows, cols), mirror the
-    flagged ones: one gather on the device."""
+    """Pad ``(B, C, H, W)`` by ``pad`` zeros, take the ``H x W`` window at (rows, cols), mirror
+    the flagged ones: one gather on the device."""
     b, c, h, w = images.shape
-    padded = F.pad(images, (PAD, PAD, PAD, PAD))
+    padded = F.pad(images, (pad, pad, pad, pad))
     r = rows[:, None] + torch.arange(h, device=images.device)  # (B, H)
     offsets = torch.arange(w, device=images.device)
     offsets = torch.where(flips[:, None], w - 1 - offsets, offsets)
@@ -400,6 +490,19 @@ class Normalizer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255.0 - self.mean) / self.std
+
+
+class PerImageStandardizer(nn.Module):
+    """uint8 images -> float, each image standardised over all its pixels and channels, as
+    TensorFlow's ``per_image_standardization`` (MentorNet's input pipeline):
+    ``(x - mean) / max(std, 1 / sqrt(number of values))``, population std."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        flat = x.flatten(1)
+        mean = flat.mean(1)
+        std = flat.std(1, correction=0).clamp_min(1.0 / math.sqrt(flat.shape[1]))
+        return (x - mean.view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
 
 
 # ---------------------------------------------------------------------------
@@ -546,12 +649,21 @@ class Trainer:
         self.intact_labels = torch.from_numpy(train.labels).to(self.device)
         self.test_images = torch.from_numpy(test.images).to(self.device)
         self.test_labels = torch.from_numpy(test.labels).to(self.device)
-        mean, std = channel_stats(train.images)
-        self.normalize = Normalizer(mean, std).to(self.device)
+        self.normalize: nn.Module
+        if config["standardize"] == "image":
+            self.normalize = PerImageStandardizer()
+        else:
+            mean, std = channel_stats(train.images)
+            self.normalize = Normalizer(mean, std).to(self.device)
 
         # Model: the same initialisation on every rank (DDP also broadcasts it).
         torch.manual_seed(config["seed"])
-        self.net = resnet_cifar(config["depth"], train.num_classes).to(self.device)
+        self.net: nn.Module
+        if config["arch"] == "resnet":
+            self.net = resnet_cifar(config["depth"], train.num_classes, config["dropout"])
+        else:
+            self.net = mentornet_inception.MentorNetInception(train.num_classes, config["dropout"])
+        self.net = self.net.to(self.device)
         if ctx.distributed and config["sync_bn"]:
             if self.device.type != "cuda":
                 raise ValueError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel)")
@@ -605,9 +717,14 @@ class Trainer:
                 f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}"
             )
         saved = state["config"]
-        differ = [k for k in RESULT_SETTINGS if saved.get(k) != self.config[k]]
+        differ = [
+            k for k in RESULT_SETTINGS if saved.get(k, LEGACY_SETTINGS.get(k)) != self.config[k]
+        ]
         if differ:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {self.config[k]!r}" for k in differ)
+            details = ", ".join(
+                f"{k}: {saved.get(k, LEGACY_SETTINGS.get(k))!r} -> {self.config[k]!r}"
+                for k in differ
+            )
             raise ValueError(
                 f"cannot resume {self.run_dir}: settings differ from the checkpoint ({details}); "
                 "use --overwrite to start again or another --run-name"
@@ -671,12 +788,12 @@ class Trainer:
         cfg = self.config
         size, rank = cfg["batch_size"], self.ctx.rank
         indices = global_batch(cfg["seed"], iteration, len(self.noisy_labels), size)
-        rows, cols, flips = augmentation(cfg["seed"], iteration, size)
+        rows, cols, flips = augmentation(cfg["seed"], iteration, size, cfg["pad"])
         part = slice(rank * size // self.world, (rank + 1) * size // self.world)
         # One host-to-device copy for the step's indices and augmentation.
         plan = np.stack([indices[part], rows[part], cols[part], flips[part]])
         index, r, c, f = torch.from_numpy(plan).to(self.device, non_blocking=True)
-        images = crop_and_flip(self.train_images[index], r, c, f.bool())
+        images = crop_and_flip(self.train_images[index], r, c, f.bool(), cfg["pad"])
         x = self.normalize(images).contiguous(memory_format=self.memory_format)
         return x, self.noisy_labels[index]
 
