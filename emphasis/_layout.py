@@ -21,31 +21,42 @@ class Rows(NamedTuple):
     restore: Callable[[Any], Any]  #: (M, C) gradient rows -> the layout of the logits
 
 
-def check_shapes(logits_shape: tuple[int, ...], labels_shape: tuple[int, ...], axis: int) -> int:
-    """Return the normalised class axis; raise ValueError when shapes disagree."""
+def check_shapes(
+    logits_shape: tuple[int, ...],
+    labels_shape: tuple[int, ...],
+    axis: int,
+    names: tuple[str, str] = ("logits", "labels"),
+) -> int:
+    """Return the normalised class axis; raise ValueError when shapes disagree.
+
+    ``names`` are the framework's names of the two arguments (torch: input, target).
+    """
+    logits, labels = names
     ndim = len(logits_shape)
     if ndim == 0:
-        raise ValueError("logits must have a class axis, got a scalar")
+        raise ValueError(f"{logits} must have a class axis, got a scalar")
     if ndim == 1:
         axis = 0
     if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for logits of shape {logits_shape}")
+        raise ValueError(f"axis {axis} is out of range for {logits} of shape {logits_shape}")
     axis %= ndim
     expected = logits_shape[:axis] + logits_shape[axis + 1 :]
     if tuple(labels_shape) != expected:
         raise ValueError(
-            f"labels must have shape {expected} for logits of shape {logits_shape} with the "
+            f"{labels} must have shape {expected} for {logits} of shape {logits_shape} with the "
             f"class axis {axis}, got {tuple(labels_shape)}"
         )
     if logits_shape[axis] < 1:
-        raise ValueError(f"logits must have at least one class, got shape {logits_shape}")
+        raise ValueError(f"{logits} must have at least one class, got shape {logits_shape}")
     return axis
 
 
-def to_rows(logits: Any, labels: Any, axis: int, xp: Any) -> Rows:
+def to_rows(
+    logits: Any, labels: Any, axis: int, xp: Any, names: tuple[str, str] = ("logits", "labels")
+) -> Rows:
     """Move the class axis last and flatten to rows (no copy for (N, C) input)."""
     logits_shape = tuple(int(n) for n in logits.shape)
-    axis = check_shapes(logits_shape, tuple(int(n) for n in labels.shape), axis)
+    axis = check_shapes(logits_shape, tuple(int(n) for n in labels.shape), axis, names)
     num_classes = logits_shape[axis]
     last = len(logits_shape) - 1
     moved = logits if axis == last else xp.moveaxis(logits, axis, -1)

@@ -77,12 +77,32 @@ def check_transform(transform: Any) -> str:
     return str(transform)
 
 
+def logits_message(problem: str, name: str = "logits", example: Any = None, hint: str = "") -> str:
+    """The message for bad logits, in one wording for the core and every adapter.
+
+    Args:
+        problem: ``"nan"``, ``"posinf"`` or ``"dead"`` (a counted row of only -inf).
+        name: the framework's name for the logits (``input`` in torch).
+        example: the index of the first bad example, when known.
+        hint: for ``"dead"``, how to leave such a row out (``ignore_index``, ``where``).
+    """
+    at = "" if example is None else f" (example {example})"
+    if problem == "dead":
+        return (
+            f"{name}: example {example} has every logit -inf; its softmax is undefined "
+            f"({hint or 'ignore it with ignore_index instead'})"
+        )
+    verb = "contain" if name.endswith("s") else "contains"
+    what = {"nan": "NaN", "posinf": "+inf"}[problem]
+    return f"{name} {verb} {what}{at}; expected finite values or -inf"
+
+
 def check_logits_values(logits: np.ndarray) -> None:
     """Reject NaN and +inf logits (-inf is allowed: a class the model rules out)."""
     if np.isnan(logits).any():
-        raise ValueError("logits contain NaN; expected finite values or -inf")
+        raise ValueError(logits_message("nan"))
     if np.isposinf(logits).any():
-        raise ValueError("logits contain +inf; expected finite values or -inf")
+        raise ValueError(logits_message("posinf"))
 
 
 def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:

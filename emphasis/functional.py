@@ -18,6 +18,7 @@ from emphasis._validation import (
     check_label_values,
     check_logits_values,
     check_reduction,
+    logits_message,
 )
 from emphasis.schemes import Scheme
 
@@ -84,10 +85,7 @@ def prepare(
     safe = np.where(valid, rows.labels, 0).astype(np.int64)
     dead = valid & np.all(np.isneginf(rows.logits), axis=-1)
     if dead.any():
-        raise ValueError(
-            f"logits: example {int(np.argmax(dead))} has every logit -inf; its softmax is "
-            "undefined (ignore it with ignore_index instead)"
-        )
+        raise ValueError(logits_message("dead", example=int(np.argmax(dead))))
     class_weight = check_class_weight(weight, num_classes)
     example_weight = (
         valid.astype(rows.logits.dtype)

@@ -29,7 +29,7 @@ from jax.custom_derivatives import SymbolicZero
 import emphasis
 from emphasis import kernel
 from emphasis._layout import check_shapes, to_rows
-from emphasis._validation import is_concrete_number
+from emphasis._validation import is_concrete_number, logits_message
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -286,11 +286,9 @@ def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index
         return  # nothing wrong, or the values are unknown (jit, vmap)
     nan_row, posinf_row, label_row, dead_row, excluded_row = (int(p) for p in problems)
     if nan_row >= 0:
-        raise ValueError(f"logits contain NaN (example {nan_row}); expected finite values or -inf")
+        raise ValueError(logits_message("nan", example=nan_row))
     if posinf_row >= 0:
-        raise ValueError(
-            f"logits contain +inf (example {posinf_row}); expected finite values or -inf"
-        )
+        raise ValueError(logits_message("posinf", example=posinf_row))
     if label_row >= 0:
         ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
         raise ValueError(
@@ -298,10 +296,7 @@ def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index
             f"{int(y[label_row])} (example {label_row})"
         )
     if dead_row >= 0:
-        raise ValueError(
-            f"logits: example {dead_row} has every logit -inf; its softmax is undefined "
-            "(exclude it with `where`)"
-        )
+        raise ValueError(logits_message("dead", example=dead_row, hint="exclude it with `where`"))
     if excluded_row >= 0:
         raise ValueError(
             f"where excludes the labelled class of example {excluded_row} "

@@ -26,7 +26,12 @@ import torch
 import emphasis
 from emphasis import kernel
 from emphasis._layout import to_rows
-from emphasis._validation import HYPERPARAMETER_RANGES, check_reduction, expected_range
+from emphasis._validation import (
+    HYPERPARAMETER_RANGES,
+    check_reduction,
+    expected_range,
+    logits_message,
+)
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
 
@@ -65,12 +70,6 @@ def _is_vmapped(tensor: torch.Tensor) -> bool:
             return True
         tensor = functorch.get_unwrapped(tensor)
     return False
-
-
-def _torch_names(err: ValueError) -> ValueError:
-    # The core names the arguments logits/labels; torch.nn.functional calls them input/target.
-    message = str(err).replace("labels", "target").replace("logits", "input")
-    return ValueError(message)
 
 
 def _check_tensor(name: str, value: Any) -> None:
@@ -162,11 +161,7 @@ def _rows_of(
                 f"{tuple(input.shape)}"
             )
         labels = target
-    try:
-        rows = to_rows(input, labels, 1, xp)
-    except ValueError as err:
-        raise _torch_names(err) from None
-    return rows, one_hot
+    return to_rows(input, labels, 1, xp, ("input", "target")), one_hot
 
 
 def _emphasis_loss(
@@ -306,21 +301,11 @@ def _append_value_checks(
     bad_values = torch.isposinf(z_label) | (no_softmax & ~ignored_dead)
 
     def explain_values() -> str:
-        rows_nan = torch.any(torch.isnan(logits), dim=-1)
-        if bool(torch.any(rows_nan)):
-            return (
-                f"input contains NaN (example {_first(rows_nan)}); expected finite logits or -inf"
-            )
-        rows_inf = torch.any(torch.isposinf(logits), dim=-1)
-        if bool(torch.any(rows_inf)):
-            return (
-                f"input contains +inf (example {_first(rows_inf)}); expected finite logits or -inf"
-            )
-        i = _first(bad_values)
-        return (
-            f"input: example {i} has every logit -inf; its softmax is undefined (ignore it "
-            "with ignore_index instead)"
-        )
+        for problem, rows in (("nan", torch.isnan(logits)), ("posinf", torch.isposinf(logits))):
+            rows = torch.any(rows, dim=-1)
+            if bool(torch.any(rows)):
+                return logits_message(problem, "input", _first(rows))
+        return logits_message("dead", "input", _first(bad_values))
 
     checks.append(_Check(torch.any(bad_values), "input: NaN or +inf logits", explain_values))
 
