@@ -28,6 +28,7 @@ from jax.custom_derivatives import SymbolicZero
 
 import emphasis
 from emphasis import kernel
+from emphasis._docs import fill_docstring
 from emphasis._layout import check_shapes, to_rows
 from emphasis._validation import is_concrete_number, logits_message
 
@@ -354,11 +355,7 @@ _SELECTION_ARGS = """\
 """
 
 
-def _document_selection(function: Any) -> Any:
-    """Put the arguments that select classes and examples into ``function``'s docstring."""
-    if function.__doc__:  # None under python -OO
-        function.__doc__ = function.__doc__.replace("        {SELECTION_ARGS}\n", _SELECTION_ARGS)
-    return function
+_document_selection = fill_docstring("        {SELECTION_ARGS}\n", _SELECTION_ARGS)
 
 
 @_document_selection

@@ -18,3 +18,14 @@ def test_quick_start_runs(capsys):
     assert (namespace["beta"], namespace["lam"]) == (16.0, 1.0)
     printed = capsys.readouterr().out
     assert printed.startswith("0.333")  # the focus of GR(8, 0.5)
+
+
+def test_label_noise_example_runs(capsys):
+    text = README.read_text().split("Class-dependent noise has its own generators", 1)[1]
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match, "no python block in the README's label-noise section"
+    exec(compile(match.group(1), "README label noise", "exec"), {})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "0.277"
+    row = [float(x) for x in second.strip("[]").split()]
+    assert abs(sum(row) - 1.0) < 1e-9 and row[2] == 0.0  # pair noise: only k -> k + 1
