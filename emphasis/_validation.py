@@ -55,10 +55,43 @@ def check_hyperparameter(name: str, value: Any) -> Any:
     number = float(value)
     if math.isnan(number) or math.isinf(number):  # math, not NumPy: torch.compile traces it
         raise ValueError(f"{name} must be a finite number, got {number}")
-    low, high = HYPERPARAMETER_RANGES[name]
-    if number < low or (high is not None and number > high):
-        raise ValueError(f"{name} must be {expected_range(name)}, got {number:g}")
+    if bool(hyperparameter_out_of_range(name, number)):
+        raise ValueError(range_message(name, number))
     return number
+
+
+def hyperparameter_out_of_range(name: str, value: Any) -> Any:
+    """Whether ``value`` lies outside ``HYPERPARAMETER_RANGES[name]`` or is not finite.
+
+    Plain comparisons only, so ``value`` may be a number, a 0-d tensor or a traced array
+    (the result is then a boolean of its kind, for an in-graph check).
+    """
+    low, high = HYPERPARAMETER_RANGES[name]
+    bad = (value != value) | (value < low) | (value == math.inf)  # NaN, below, +inf
+    return bad | (value > high) if high is not None else bad
+
+
+def range_message(name: str, value: Any) -> str:
+    return f"{name} must be {expected_range(name)}, got {float(value):g}"
+
+
+def check_ignore_index(value: Any, name: str = "ignore_index", optional: bool = False) -> Any:
+    """An integer label to ignore (or None when ``optional``); bools are refused."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        expected = "an int or None" if optional else "an int"
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_global_normalisation(name: str, value: Any, normalize: bool) -> None:
+    """Normalising over the global batch (an all-reduce) needs a scheme that normalises."""
+    if value and not normalize:
+        raise ValueError(
+            f"{name} normalises GR's weights over the global batch (it all-reduces the "
+            "normaliser); it needs normalize=True"
+        )
 
 
 def check_reduction(reduction: Any) -> str:

@@ -30,7 +30,7 @@ import emphasis
 from emphasis import kernel
 from emphasis._docs import fill_docstring
 from emphasis._layout import check_shapes, to_rows
-from emphasis._validation import is_concrete_number, logits_message
+from emphasis._validation import check_ignore_index, is_concrete_number, logits_message
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -190,10 +190,7 @@ def _prepare(logits: Any, labels: Any, *, axis: Any, where: Any, ignore_index: A
         raise TypeError(f"logits must be a floating-point array, got dtype {dtype}")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))
-    ):
-        raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
+    check_ignore_index(ignore_index, optional=True)
     class_axes = _canonical_axis(axis, logits.ndim)
     logits = logits.astype(_compute_dtype(dtype))
     if where is not None:

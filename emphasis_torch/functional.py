@@ -27,10 +27,13 @@ import emphasis
 from emphasis import kernel
 from emphasis._layout import to_rows
 from emphasis._validation import (
-    HYPERPARAMETER_RANGES,
+    check_global_normalisation,
+    check_ignore_index,
     check_reduction,
     expected_range,
+    hyperparameter_out_of_range,
     logits_message,
+    range_message,
 )
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
@@ -84,22 +87,11 @@ def _check_hyper_tensor(name: str, value: torch.Tensor) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
 
 
-def _bad_hyper_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
-    """() bool: a tensor hyperparameter outside its range (the core's bounds)."""
-    low, high = HYPERPARAMETER_RANGES[name]
-    bad = ~torch.isfinite(value) | (value < low)
-    return bad | (value > high) if high is not None else bad
-
-
-def _explain_hyper(name: str, value: torch.Tensor) -> str:
-    return f"{name} must be {expected_range(name)}, got {float(value):g}"
-
-
 def check_hyper_tensor_now(name: str, value: torch.Tensor) -> None:
     """Eager check of a tensor hyperparameter (shape, dtype, range): raise on a bad one."""
     _check_hyper_tensor(name, value)
-    if bool(_bad_hyper_tensor(name, value)):
-        raise ValueError(_explain_hyper(name, value))
+    if bool(hyperparameter_out_of_range(name, value)):
+        raise ValueError(range_message(name, value))
 
 
 class _Check(NamedTuple):
@@ -182,8 +174,7 @@ def _emphasis_loss(
     if not input.dtype.is_floating_point:
         raise TypeError(f"input must be a floating-point tensor of logits, got dtype {input.dtype}")
     reduction = check_reduction(reduction)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    check_ignore_index(ignore_index)
     check_values = validate and not _is_vmapped(input)
     checks: list[_Check] | None = [] if check_values else None
     key, hyper = scheme.split()
@@ -194,9 +185,9 @@ def _emphasis_loss(
             if checks is not None:
                 checks.append(
                     _Check(
-                        _bad_hyper_tensor(name, value),
+                        hyperparameter_out_of_range(name, value),
                         f"{name} must be {expected_range(name)}",
-                        lambda name=name, value=value: _explain_hyper(name, value),
+                        lambda name=name, value=value: range_message(name, value),
                     )
                 )
 
@@ -235,11 +226,7 @@ def _emphasis_loss(
 
     all_reduce = None
     if global_batch:
-        if not scheme.normalize:
-            raise ValueError(
-                "global_batch=True normalises GR's weights over the global batch; it needs "
-                "normalize=True"
-            )
+        check_global_normalisation("global_batch=True", global_batch, scheme.normalize)
         all_reduce = _all_reduce(process_group)
 
     out = emphasis_rows(

@@ -17,7 +17,11 @@ import torch
 from torch import nn
 
 import emphasis
-from emphasis._validation import check_reduction
+from emphasis._validation import (
+    check_global_normalisation,
+    check_ignore_index,
+    check_reduction,
+)
 from emphasis_torch import functional as F
 
 __all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss"]
@@ -55,9 +59,7 @@ class _EmphasisLoss(nn.Module):
             if not bool(torch.all(torch.isfinite(weight) & (weight >= 0))):
                 raise ValueError("weight must be finite and non-negative")
         self.register_buffer("weight", weight)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-        self.ignore_index = ignore_index
+        self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)
         self.validate = bool(validate)
         self.track_stats = bool(track_stats)
@@ -167,10 +169,7 @@ class GRLoss(_EmphasisLoss):
         validate: bool = True,
         track_stats: bool = False,
     ) -> None:
-        if global_batch and not normalize:
-            raise ValueError(
-                "global_batch=True needs normalize=True (it all-reduces the normaliser)"
-            )
+        check_global_normalisation("global_batch=True", global_batch, normalize)
         super().__init__(
             beta=beta,
             lam=lam,
