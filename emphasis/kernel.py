@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from emphasis.schemes import Scheme
 
 __all__ = [
     "AllReduce",
+    "ArrayNamespace",
     "Forward",
     "coefficients",
     "compute_dtype_name",
@@ -51,6 +52,31 @@ __all__ = [
     "relevance",
     "safe_labels",
 ]
+
+
+class ArrayNamespace(Protocol):
+    """The functions the kernel calls on its namespace ``xp`` (NumPy's names and meanings).
+
+    ``numpy`` and ``jax.numpy`` satisfy it as they are; the adapters' own namespaces
+    (``emphasis_torch._namespace.TorchNamespace``, emphasis_tf's Keras namespace) are
+    checked against it by mypy.
+    """
+
+    def arange(self, stop: int, dtype: Any = ...) -> Any: ...
+    def where(self, condition: Any, x: Any, y: Any, /) -> Any: ...
+    def exp(self, x: Any, /) -> Any: ...
+    def expm1(self, x: Any, /) -> Any: ...
+    def log(self, x: Any, /) -> Any: ...
+    def logaddexp(self, x: Any, y: Any, /) -> Any: ...
+    def max(self, x: Any, axis: int | None = ...) -> Any: ...
+    def sum(self, x: Any, axis: int | None = ...) -> Any: ...
+    def take_along_axis(self, x: Any, indices: Any, axis: int) -> Any: ...
+    def zeros_like(self, x: Any, /) -> Any: ...
+    def ones_like(self, x: Any, /) -> Any: ...
+    def full_like(self, x: Any, value: float, /) -> Any: ...
+    def moveaxis(self, x: Any, source: int, destination: int, /) -> Any: ...
+    def reshape(self, x: Any, shape: Any, /) -> Any: ...
+
 
 #: ``all_reduce(x, op)`` with op "sum" or "max": combines a scalar over the devices
 #: of a data-parallel job, so that GR's normalisation runs over the global batch.

@@ -14,7 +14,12 @@ Two differences from ``array_api_compat.torch`` matter:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from emphasis.kernel import ArrayNamespace
 
 __all__ = ["TorchNamespace"]
 
@@ -38,7 +43,10 @@ class TorchNamespace:
     def arange(self, stop: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.arange(stop, dtype=dtype, device=self.device)
 
-    where = staticmethod(torch.where)
+    @staticmethod
+    def where(condition: torch.Tensor, x: torch.Tensor, y: torch.Tensor, /) -> torch.Tensor:
+        return torch.where(condition, x, y)
+
     exp = staticmethod(torch.exp)
     expm1 = staticmethod(torch.expm1)
     log = staticmethod(torch.log)
@@ -69,3 +77,7 @@ class TorchNamespace:
     @staticmethod
     def full_like(x: torch.Tensor, value: float) -> torch.Tensor:
         return _constant_like(x, value)
+
+
+if TYPE_CHECKING:  # mypy checks the class against the kernel's protocol
+    _conforms: ArrayNamespace = TorchNamespace(torch.device("cpu"))

@@ -344,7 +344,9 @@ def _batch_stats(
         TorchNamespace(valid.device),
     )
     return BatchStats(
-        *(field.reshape(label_shape) for field in stats[:3]),
+        p=stats.p.reshape(label_shape),
+        raw_weights=stats.raw_weights.reshape(label_shape),
+        weights=stats.weights.reshape(label_shape),
         # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
         focus=emphasis.Scheme.rebuild(key, detached).focus,
         spread=stats.spread,
