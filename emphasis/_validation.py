@@ -143,12 +143,15 @@ def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int) 
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if bad.any():
-        value = int(labels[bad].flat[0])
-        raise ValueError(
-            f"labels must be class indices in [0, {num_classes - 1}] or ignore_index="
-            f"{ignore_index}, got {value}"
-        )
+        raise ValueError(label_message(num_classes, ignore_index, int(labels[bad].flat[0])))
     return np.asarray(valid)
+
+
+def label_message(num_classes: int, ignore_index: Any, value: Any, example: Any = None) -> str:
+    """The message for a label out of range (``ignore_index`` None: nothing is ignored)."""
+    ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+    at = "" if example is None else f" (example {example})"
+    return f"labels must be class indices in [0, {num_classes - 1}]{ignored}, got {value}{at}"
 
 
 def check_class_weight(value: Any, num_classes: int) -> np.ndarray | None:

@@ -30,7 +30,12 @@ import emphasis
 from emphasis import kernel
 from emphasis._docs import fill_docstring
 from emphasis._layout import check_shapes, to_rows
-from emphasis._validation import check_ignore_index, is_concrete_number, logits_message
+from emphasis._validation import (
+    check_ignore_index,
+    is_concrete_number,
+    label_message,
+    logits_message,
+)
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -288,11 +293,7 @@ def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index
     if posinf_row >= 0:
         raise ValueError(logits_message("posinf", example=posinf_row))
     if label_row >= 0:
-        ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-        raise ValueError(
-            f"labels must be class indices in [0, {num_classes - 1}]{ignored}, got "
-            f"{int(y[label_row])} (example {label_row})"
-        )
+        raise ValueError(label_message(num_classes, ignore_index, int(y[label_row]), label_row))
     if dead_row >= 0:
         raise ValueError(logits_message("dead", example=dead_row, hint="exclude it with `where`"))
     if excluded_row >= 0:
