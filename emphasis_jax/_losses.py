@@ -148,12 +148,8 @@ def _known_hyperparameter(name: str, value: Any) -> Any:
 
 
 def _compute_dtype(dtype: Any) -> Any:
-    """float64 computes in float64; every other float (16-bit included) in float32.
-
-    exp(beta ...) overflows float16 at beta > 11, so half precision never computes in
-    its own dtype.
-    """
-    return jnp.float64 if dtype == jnp.float64 else jnp.float32
+    """The core's policy (:func:`emphasis.kernel.compute_dtype_name`) as a JAX dtype."""
+    return jnp.dtype(kernel.compute_dtype_name(jnp.dtype(dtype).name))
 
 
 class _Prepared(NamedTuple):
