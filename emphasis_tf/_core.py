@@ -331,17 +331,19 @@ def per_example_losses(
     sample_weight: Any = None,
     mask: Any = None,
     global_normalize: bool = True,
+    dtype: Any = None,
 ) -> PerExample:
     """Per-example losses with the core's gradient; see the module docstring.
 
     ``sample_weight`` (and a Keras ``mask``) weight GR's normalising mean, as class
     weights do in the core; they are *not* multiplied into the returned losses.
+    ``dtype``: the dtype ``y_pred`` is converted to first (None: kept).
     """
     if not from_logits and hasattr(y_pred, "_keras_logits"):
         # The output of keras.activations.softmax: use its logits, as Keras does.
         y_pred = y_pred._keras_logits
         from_logits = True
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(y_pred, dtype=dtype)
     y_true = ops.convert_to_tensor(y_true)
     options = _Options(scheme, from_logits, axis, ignore_class, global_normalize)
     if backend().compiles_eager():

@@ -12,6 +12,7 @@ training loops (``tf.GradientTape``, ``jax.grad``, ``torch.autograd``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -237,8 +238,42 @@ class _Precomputed(keras.losses.Loss):
         return y_pred
 
 
+def _scheme_config(scheme: Scheme) -> dict[str, Any]:
+    """The scheme's fields; a nested scheme (GR's reported loss) as its name or a dict."""
+    config = {}
+    for field in dataclasses.fields(scheme):
+        value = getattr(scheme, field.name)
+        if isinstance(value, Scheme):
+            inner = _scheme_config(value)
+            value = {"name": value.name, **inner} if inner else value.name
+        config[field.name] = value
+    return config
+
+
+def _scheme_from_config(config: dict[str, Any]) -> Scheme:
+    """``{"name": "gce", "q": q}`` (or ``{"name": "cce"}``, ...) -> the scheme."""
+    scheme = next((s for s in (CCE, MAE, GCE) if s.name == config.get("name")), None)
+    fields = {"name"} | {f.name for f in dataclasses.fields(scheme)} if scheme else set()
+    if scheme is None or not set(config) <= fields:
+        raise ValueError(
+            "reported_loss must be 'cce', 'mae', 'gce' or {'name': 'gce', 'q': q}, "
+            f"got {config!r}"
+        )
+    return scheme(**{k: v for k, v in config.items() if k != "name"})
+
+
 class _EmphasisLoss(keras.losses.Loss):
-    """Shared machinery of the four losses: labels, rows, custom gradient, reduction."""
+    """A scheme as a Keras loss, in Keras's ``LossFunctionWrapper`` pattern.
+
+    The keyword arguments are the configuration: ``get_config`` returns them (the
+    scheme's as it normalised them) and ``from_config`` passes them back. The scheme
+    (``_SCHEME``, built from the scheme's keywords) goes through the shared pipeline:
+    labels, rows, custom gradient, then Keras's reduction.
+    """
+
+    _SCHEME: type[Scheme]  #: built from the scheme's keywords
+    #: Keywords of the loss that are not the scheme's (GR: ``global_normalize``).
+    _OPTIONS: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -249,41 +284,50 @@ class _EmphasisLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
+        **kwargs: Any,
     ) -> None:
+        options = {k: kwargs.pop(k) for k in self._OPTIONS if k in kwargs}
+        self._scheme = self._SCHEME(
+            **{k: _scheme_from_config(v) if isinstance(v, dict) else v for k, v in kwargs.items()}
+        )
+        options = {k: _check_bool(k, v) for k, v in options.items()}
+        self.global_normalize = options.get("global_normalize", True)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.from_logits = _check_bool("from_logits", from_logits)
         self.axis = _check_axis(axis)
         self.ignore_class = _check_ignore_class(ignore_class)
-        self._dtype_arg = None if dtype is None else self._dtype_policy.name
+        self._config = {
+            "from_logits": self.from_logits,
+            "axis": self.axis,
+            "ignore_class": self.ignore_class,
+            "dtype": None if dtype is None else self._dtype_policy.name,
+            **_scheme_config(self._scheme),
+            **options,
+        }
         self._reducer = _Precomputed(name=self.name, reduction=reduction, dtype=dtype)
 
     @property
     def scheme(self) -> Scheme:
         """The :mod:`emphasis` scheme this loss applies."""
-        raise NotImplementedError
+        return self._scheme
 
-    def _global_normalize(self) -> bool:
-        return True
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._config}
 
     def _per_example(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         mask = get_keras_mask(y_pred)
-        if not self.from_logits and hasattr(y_pred, "_keras_logits"):
-            y_pred = y_pred._keras_logits
-            from_logits = True
-        else:
-            from_logits = self.from_logits
-        # Keras convention: the loss computes in its dtype (float32 under mixed precision).
-        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
         result = per_example_losses(
             y_true,
             y_pred,
-            self.scheme,
-            from_logits=from_logits,
+            self._scheme,
+            from_logits=self.from_logits,
             axis=self.axis,
             ignore_class=self.ignore_class,
             sample_weight=sample_weight,
             mask=mask,
-            global_normalize=self._global_normalize(),
+            global_normalize=self.global_normalize,
+            # Keras convention: the loss computes in its dtype (float32 under mixed precision).
+            dtype=self.dtype,
         )
         losses = ops.cast(result.losses, self.dtype)
         if self.ignore_class is not None or mask is not None:
@@ -303,20 +347,6 @@ class _EmphasisLoss(keras.losses.Loss):
         if weight is not None:
             weight = ops.copy(weight)
         return self._reducer(losses, losses, sample_weight=weight)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            from_logits=self.from_logits,
-            axis=self.axis,
-            ignore_class=self.ignore_class,
-            dtype=self._dtype_arg,
-        )
-        return config
-
-
-def _config_number(value: Any) -> Any:
-    return float(value) if isinstance(value, (int, float)) else value
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -366,6 +396,9 @@ class GRLoss(_EmphasisLoss):
     0.1672
     """
 
+    _SCHEME = GR
+    _OPTIONS = ("global_normalize",)
+
     def __init__(
         self,
         beta: Any = 8.0,
@@ -383,18 +416,14 @@ class GRLoss(_EmphasisLoss):
         name: str | None = "gr_loss",
         dtype: Any = None,
     ) -> None:
-        if isinstance(reported_loss, dict):
-            reported_loss = _reported_from_config(reported_loss)
-        self._scheme = GR(
-            beta,
-            lam,
+        super().__init__(
+            beta=beta,
+            lam=lam,
             transform=transform,
             normalize=normalize,
             eps=eps,
             reported_loss=reported_loss,
-        )
-        self.global_normalize = _check_bool("global_normalize", global_normalize)
-        super().__init__(
+            global_normalize=global_normalize,
             from_logits=from_logits,
             axis=axis,
             ignore_class=ignore_class,
@@ -402,44 +431,6 @@ class GRLoss(_EmphasisLoss):
             name=name,
             dtype=dtype,
         )
-
-    @property
-    def scheme(self) -> GR:
-        return self._scheme
-
-    def _global_normalize(self) -> bool:
-        return self.global_normalize
-
-    def get_config(self) -> dict[str, Any]:
-        s = self._scheme
-        config = super().get_config()
-        config.update(
-            beta=_config_number(s.beta),
-            lam=_config_number(s.lam),
-            transform=s.transform,
-            normalize=s.normalize,
-            eps=_config_number(s.eps),
-            reported_loss=_reported_to_config(s.reported_loss),
-            global_normalize=self.global_normalize,
-        )
-        return config
-
-
-def _reported_to_config(scheme: Scheme) -> Any:
-    if isinstance(scheme, GCE):
-        return {"name": "gce", "q": _config_number(scheme.q)}
-    return scheme.name
-
-
-def _reported_from_config(config: dict[str, Any]) -> Scheme:
-    name = config.get("name")
-    if name == "gce":
-        return GCE(config.get("q", 0.7))
-    if name in ("cce", "mae") and set(config) == {"name"}:
-        return CCE() if name == "cce" else MAE()
-    raise ValueError(
-        f"reported_loss must be 'cce', 'mae', 'gce' or {{'name': 'gce', 'q': q}}, got {config!r}"
-    )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -455,11 +446,7 @@ class CCELoss(_EmphasisLoss):
     0.6931
     """
 
-    # __init__: _EmphasisLoss's; Keras names the loss "cce_loss" from the class.
-
-    @property
-    def scheme(self) -> CCE:
-        return CCE()
+    _SCHEME = CCE  # __init__: _EmphasisLoss's; Keras names the loss "cce_loss"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -475,11 +462,7 @@ class MAELoss(_EmphasisLoss):
     1.0
     """
 
-    # __init__: _EmphasisLoss's; Keras names the loss "mae_loss" from the class.
-
-    @property
-    def scheme(self) -> MAE:
-        return MAE()
+    _SCHEME = MAE  # __init__: _EmphasisLoss's; Keras names the loss "mae_loss"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -496,6 +479,8 @@ class GCELoss(_EmphasisLoss):
     0.5
     """
 
+    _SCHEME = GCE
+
     def __init__(
         self,
         q: Any = 0.7,
@@ -507,8 +492,8 @@ class GCELoss(_EmphasisLoss):
         name: str | None = "gce_loss",
         dtype: Any = None,
     ) -> None:
-        self._scheme = GCE(q)
         super().__init__(
+            q=q,
             from_logits=from_logits,
             axis=axis,
             ignore_class=ignore_class,
@@ -516,12 +501,3 @@ class GCELoss(_EmphasisLoss):
             name=name,
             dtype=dtype,
         )
-
-    @property
-    def scheme(self) -> GCE:
-        return self._scheme
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(q=_config_number(self._scheme.q))
-        return config
