@@ -1,8 +1,8 @@
-"""What differs between the Keras backends, in one object per backend (found lazily, kept).
+"""What differs between the Keras backends: one object per backend, found lazily, kept.
 
-Everything else in :mod:`emphasis_tf` is ``keras.ops``. TensorFlow, JAX or torch is
-imported only when its object is first asked for, so ``import emphasis_tf`` on the
-JAX or torch backend never imports TensorFlow.
+Everything else in :mod:`emphasis_tf` is ``keras.ops``. A backend's framework is
+imported when its object is first asked for: on the JAX or torch backend
+``emphasis_tf`` never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ class Backend:
     """The defaults, which serve Keras's NumPy backend: no autodiff, always eager."""
 
     autodiff = False
-    #: What a compiled call raises when one of its graph asserts fails.
-    errors: tuple[type[BaseException], ...] = ()
+    errors: tuple[type[BaseException], ...] = ()  #: a failed graph assert in a compiled call
 
     def is_concrete(self, x: Any) -> bool:
         """Whether the values of ``x`` can be read now (eager), so bad input can raise."""
@@ -26,8 +25,8 @@ class Backend:
         """Inside a graph: fail at run time when any entry of ``bad`` is True."""
 
     def all_reduce(self) -> Any:
-        """The cross-replica reduction ``(x, "sum" | "max") -> x`` of a replica context
-        with several replicas, or None (JAX data parallelism sees the global batch)."""
+        """``(x, "sum" | "max") -> x`` across the replicas in sync, or None (one replica;
+        JAX data parallelism sees the global batch already)."""
         return None
 
     def compiles_eager(self) -> bool:
@@ -48,18 +47,16 @@ class TensorFlow(Backend):
         return bool(self.tf.executing_eagerly())
 
     def graph_assert(self, bad: Any, message: str) -> None:
-        # Under XLA (jit_compile=True) TensorFlow drops Assert; the NaN poisoning of
-        # the offending examples still shows the problem.
-        tf = self.tf
-        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+        # XLA (jit_compile=True) drops Assert; the NaN poisoning still shows the problem.
+        self.tf.debugging.Assert(self.tf.logical_not(self.tf.reduce_any(bad)), [message])
 
     def _replicas(self) -> Any:
-        context = self.tf.distribute.get_replica_context()
+        context = self.tf.distribute.get_replica_context()  # None: cross-replica context
         return None if context is None or context.num_replicas_in_sync <= 1 else context
 
     def all_reduce(self) -> Any:
         tf, context = self.tf, self._replicas()
-        if context is None:  # no strategy, one replica, or a cross-replica context
+        if context is None:
             return None
 
         def all_reduce(x: Any, op: str) -> Any:
@@ -87,25 +84,19 @@ class TensorFlow(Backend):
 class JAX(Backend):
     autodiff = True
 
-    def __init__(self) -> None:
+    def is_concrete(self, x: Any) -> bool:
         import jax
 
-        self.tracer = jax.core.Tracer
-
-    def is_concrete(self, x: Any) -> bool:
-        return not isinstance(x, self.tracer)
+        return not isinstance(x, jax.core.Tracer)
 
 
 class Torch(Backend):
     autodiff = True
 
-    def __init__(self) -> None:
+    def is_concrete(self, x: Any) -> bool:
         import torch
 
-        self.is_compiling = torch.compiler.is_compiling
-
-    def is_concrete(self, x: Any) -> bool:
-        return not self.is_compiling()
+        return not torch.compiler.is_compiling()
 
 
 @functools.cache

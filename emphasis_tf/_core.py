@@ -88,13 +88,6 @@ def compute_dtype(dtype: Any) -> str:
     raise TypeError(f"y_pred must be a floating-point tensor, got dtype {name}")
 
 
-def _first_bad(bad: Any, values: Any) -> Any:
-    """The first entry of ``values`` (rows when 2-d) where ``bad`` is True (NumPy)."""
-    bad_np = np.asarray(ops.convert_to_numpy(bad))
-    index = int(np.argmax(bad_np))
-    return index, np.asarray(ops.convert_to_numpy(values))[index]
-
-
 class Checks:
     """What to do with bad values, by how the tensors are being computed.
 
@@ -117,8 +110,9 @@ class Checks:
         """
         if self.mode == "raise":
             if bool(ops.convert_to_numpy(ops.any(bad))):
-                index, value = _first_bad(bad, values)
-                raise ValueError(describe(index, value))
+                # The first bad entry of values (a row when 2-d), as NumPy.
+                index = int(np.argmax(np.asarray(ops.convert_to_numpy(bad))))
+                raise ValueError(describe(index, np.asarray(ops.convert_to_numpy(values))[index]))
         elif self.mode == "collect":
             self.flags.append(ops.any(bad))
         elif in_graphs:

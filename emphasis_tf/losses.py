@@ -41,18 +41,18 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def _check_axis(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"axis must be an integer (the class axis of y_pred), got {value!r}")
-    return value
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_ignore_class(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"ignore_class must be an integer class id or None, got {value!r}")
-    return value
+def _check_options(from_logits: Any, axis: Any, ignore_class: Any) -> tuple[bool, int, Any]:
+    """The options every loss takes, checked: TypeError naming the argument."""
+    _check_bool("from_logits", from_logits)
+    if not _is_int(axis):
+        raise TypeError(f"axis must be an integer (the class axis of y_pred), got {axis!r}")
+    if ignore_class is not None and not _is_int(ignore_class):
+        raise TypeError(f"ignore_class must be an integer class id or None, got {ignore_class!r}")
+    return from_logits, axis, ignore_class
 
 
 def _functional(
@@ -65,9 +65,7 @@ def _functional(
     sample_weight: Any,
 ) -> Any:
     """Per-example losses in the dtype of ``y_pred`` (16-bit inputs compute in float32)."""
-    from_logits = _check_bool("from_logits", from_logits)
-    axis = _check_axis(axis)
-    ignore_class = _check_ignore_class(ignore_class)
+    from_logits, axis, ignore_class = _check_options(from_logits, axis, ignore_class)
     out_dtype = getattr(y_pred, "dtype", None)
     result = per_example_losses(
         y_true,
@@ -293,9 +291,9 @@ class _EmphasisLoss(keras.losses.Loss):
         options = {k: _check_bool(k, v) for k, v in options.items()}
         self.global_normalize = options.get("global_normalize", True)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = _check_bool("from_logits", from_logits)
-        self.axis = _check_axis(axis)
-        self.ignore_class = _check_ignore_class(ignore_class)
+        self.from_logits, self.axis, self.ignore_class = _check_options(
+            from_logits, axis, ignore_class
+        )
         self._config = {
             "from_logits": self.from_logits,
             "axis": self.axis,
