@@ -86,19 +86,24 @@ def _functional(
     return losses
 
 
-_FUNCTIONAL_ARGS = """    Args:
+#: The options of every loss, the same in the functional forms and the classes.
+_OPTION_ARGS = """        from_logits: whether ``y_pred`` holds logits (default False, like Keras's
+            cross-entropies). With probabilities the loss works on ``log(y_pred)``,
+            or on the logits Keras caches on a softmax output, and the model's logits
+            receive exactly the core's gradient (its rows sum to zero, so the chain
+            rule through log-softmax leaves them unchanged).
+        axis: the class axis of ``y_pred`` (-1, Keras's default).
+        ignore_class: label whose examples get zero loss and zero gradient and count
+            neither in GR's normalisation nor in a mean (a Keras mask is set).
+"""
+
+_FUNCTIONAL_ARGS = f"""    Args:
         y_true: integer class indices, shape ``y_pred.shape`` without the class axis
             (or with a class axis of size 1), integral floats accepted; or one-hot
             rows of the shape of ``y_pred``. Decided by shape, as Keras does.
         y_pred: logits (``from_logits=True``) or probabilities, class axis ``axis``,
             any float dtype (16-bit floats compute in float32).
-        from_logits: whether ``y_pred`` holds logits. With probabilities the loss
-            works on ``log(y_pred)``, or on the logits Keras caches on a softmax
-            output, and the model receives exactly the core's gradient.
-        axis: the class axis of ``y_pred`` (-1, Keras's default).
-        ignore_class: label whose examples get zero loss and zero gradient and count
-            neither in GR's normalisation nor in a mean (a Keras mask is set).
-        sample_weight: optional per-example weights (broadcast to the losses),
+{_OPTION_ARGS}        sample_weight: optional per-example weights (broadcast to the losses),
             multiplied into the returned losses; GR normalises its weights to
             sample-weighted mean 1, as the core does with class weights.
 
@@ -111,9 +116,11 @@ _FUNCTIONAL_ARGS = """    Args:
 
 
 def _document_args(function: Any) -> Any:
-    """Put the arguments shared by the functional forms into a docstring."""
+    """Put the shared arguments into a docstring: ``{ARGS}`` of the functional forms,
+    ``{OPTIONS}`` of the classes."""
     if function.__doc__:  # None under python -OO
-        function.__doc__ = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+        doc = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+        function.__doc__ = doc.replace("        {OPTIONS}\n", _OPTION_ARGS)
     return function
 
 
@@ -260,6 +267,11 @@ def _scheme_from_config(config: dict[str, Any]) -> Scheme:
     return scheme(**{k: v for k, v in config.items() if k != "name"})
 
 
+def _keywords(local: dict[str, Any]) -> dict[str, Any]:
+    """A thin ``__init__``'s arguments (its ``locals()``), to forward as keywords."""
+    return {k: v for k, v in local.items() if k not in ("self", "__class__")}
+
+
 class _EmphasisLoss(keras.losses.Loss):
     """A scheme as a Keras loss, in Keras's ``LossFunctionWrapper`` pattern.
 
@@ -348,6 +360,7 @@ class _EmphasisLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_document_args
 class GRLoss(_EmphasisLoss):
     """Gradient rescaling (Wang et al.): cross entropy's logit gradient, rescaled.
 
@@ -367,14 +380,7 @@ class GRLoss(_EmphasisLoss):
             falls below about eps. 0 is exact Eq. (6).
         reported_loss: ``"cce"``, ``"mae"``, ``"gce"`` or ``{"name": "gce", "q": q}``
             (or an ``emphasis`` scheme): the value the loss reports.
-        from_logits: whether ``y_pred`` holds logits (default False, like Keras's
-            cross-entropies). With probabilities the loss works on ``log(y_pred)`` --
-            or on the logits Keras caches on a softmax output -- and the model's
-            logits receive exactly GR's gradient (the gradient rows sum to zero, so
-            the chain rule through log-softmax leaves them unchanged).
-        axis: the class axis of ``y_pred``.
-        ignore_class: label whose examples get zero loss and gradient and count
-            neither in the normalisation nor in the mean.
+        {OPTIONS}
         global_normalize: under ``tf.distribute`` (several replicas in sync), normalise
             over the global batch by all-reducing the normaliser, so the objective
             does not depend on the number of replicas. Has no effect otherwise.
@@ -414,21 +420,7 @@ class GRLoss(_EmphasisLoss):
         name: str | None = "gr_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            beta=beta,
-            lam=lam,
-            transform=transform,
-            normalize=normalize,
-            eps=eps,
-            reported_loss=reported_loss,
-            global_normalize=global_normalize,
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+        super().__init__(**_keywords(locals()))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -490,12 +482,4 @@ class GCELoss(_EmphasisLoss):
         name: str | None = "gce_loss",
         dtype: Any = None,
     ) -> None:
-        super().__init__(
-            q=q,
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
+        super().__init__(**_keywords(locals()))
