@@ -1,9 +1,8 @@
 """Per-example losses with the core's custom gradient, on any Keras 3 backend.
 
 Everything here is written with ``keras.ops``, so the same code runs on the
-TensorFlow, JAX and torch backends (and, forward only, on the NumPy backend).
-TensorFlow is imported only when it is the Keras backend: with
-``KERAS_BACKEND=jax`` or ``torch`` this module never imports it.
+TensorFlow, JAX and torch backends (and, forward only, on the NumPy backend); what
+differs between them is in :mod:`emphasis_tf._backends`.
 
 The pipeline of one call:
 
@@ -119,10 +118,7 @@ class Checks:
             backend().graph_assert(bad, describe(None, None))
 
     def any_flag(self) -> Any:
-        flag = ops.convert_to_tensor(False)
-        for f in self.flags:
-            flag = ops.logical_or(flag, f)
-        return flag
+        return functools.reduce(ops.logical_or, self.flags, ops.convert_to_tensor(False))
 
 
 def _static_shape(x: Any) -> tuple[int | None, ...]:

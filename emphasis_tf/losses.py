@@ -179,9 +179,8 @@ def cce_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.asarray(emphasis_tf.cce_loss(np.array([1]), z, from_logits=True), dtype=float).round(
-    ...     4
-    ... ).tolist()
+    >>> losses = emphasis_tf.cce_loss(np.array([1]), z, from_logits=True)
+    >>> np.asarray(losses, dtype=float).round(4).tolist()
     [0.6931]
     """
     return _functional(y_true, y_pred, CCE(), from_logits, axis, ignore_class, sample_weight)
@@ -203,9 +202,8 @@ def mae_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.asarray(emphasis_tf.mae_loss(np.array([1]), z, from_logits=True), dtype=float).round(
-    ...     4
-    ... ).tolist()
+    >>> losses = emphasis_tf.mae_loss(np.array([1]), z, from_logits=True)
+    >>> np.asarray(losses, dtype=float).round(4).tolist()
     [1.0]
     """
     return _functional(y_true, y_pred, MAE(), from_logits, axis, ignore_class, sample_weight)
@@ -228,9 +226,8 @@ def gce_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.round(
-    ...     np.asarray(emphasis_tf.gce_loss(np.array([1]), z, q=1.0, from_logits=True)), 4
-    ... ).tolist()
+    >>> losses = emphasis_tf.gce_loss(np.array([1]), z, q=1.0, from_logits=True)
+    >>> np.round(np.asarray(losses), 4).tolist()
     [0.5]
     """
     return _functional(y_true, y_pred, GCE(q), from_logits, axis, ignore_class, sample_weight)
