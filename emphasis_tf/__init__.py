@@ -29,24 +29,7 @@ except ImportError as err:
         '"emphasis[keras]"'
     ) from err
 
-from emphasis_tf.losses import (
-    CCELoss,
-    GCELoss,
-    GRLoss,
-    MAELoss,
-    cce_loss,
-    gce_loss,
-    gr_loss,
-    mae_loss,
-)
+from emphasis_tf import losses
+from emphasis_tf.losses import *  # noqa: F403
 
-__all__ = [
-    "CCELoss",
-    "GCELoss",
-    "GRLoss",
-    "MAELoss",
-    "cce_loss",
-    "gce_loss",
-    "gr_loss",
-    "mae_loss",
-]
+__all__ = losses.__all__

@@ -1,9 +1,8 @@
 """Per-example losses with the core's custom gradient, on any Keras 3 backend.
 
 Everything here is written with ``keras.ops``, so the same code runs on the
-TensorFlow, JAX and torch backends (and, forward only, on the NumPy backend).
-TensorFlow is imported only when it is the Keras backend: with
-``KERAS_BACKEND=jax`` or ``torch`` this module never imports it.
+TensorFlow, JAX and torch backends (and, forward only, on the NumPy backend); what
+differs between them is in :mod:`emphasis_tf._backends`.
 
 The pipeline of one call:
 
@@ -34,8 +33,7 @@ from keras import ops
 
 from emphasis import kernel
 from emphasis.schemes import Scheme
-
-BACKEND = keras.backend.backend()
+from emphasis_tf import _backends
 
 
 class _KerasNamespace:
@@ -58,8 +56,12 @@ class _KerasNamespace:
 
 
 XP = _KerasNamespace()
-#: Backends without automatic differentiation compute the loss value only.
-_HAS_AUTODIFF = BACKEND in ("tensorflow", "jax", "torch")
+
+
+def backend() -> _backends.Backend:
+    """What differs on the active Keras backend (:mod:`emphasis_tf._backends`)."""
+    return _backends.backend(keras.backend.backend())
+
 
 try:  # Keras >= 3.6; older versions keep the mask in the `_keras_mask` attribute.
     from keras.src.backend import get_keras_mask, set_keras_mask
@@ -85,42 +87,6 @@ def compute_dtype(dtype: Any) -> str:
     raise TypeError(f"y_pred must be a floating-point tensor, got dtype {name}")
 
 
-def is_concrete(x: Any) -> bool:
-    """Whether the values of ``x`` can be read now (eager), so bad input can raise."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        return tf.executing_eagerly()
-    if BACKEND == "jax":
-        import jax
-
-        return not isinstance(x, jax.core.Tracer)
-    if BACKEND == "torch":
-        import torch
-
-        return not torch.compiler.is_compiling()
-    return True
-
-
-def _graph_assert(bad: Any, message: str) -> None:
-    """Inside a TensorFlow graph: fail at run time when any entry of ``bad`` is True.
-
-    Under XLA (``jit_compile=True``) TensorFlow drops Assert; the NaN poisoning of the
-    offending examples still shows the problem.
-    """
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
-
-
-def _first_bad(bad: Any, values: Any) -> Any:
-    """The first entry of ``values`` (rows when 2-d) where ``bad`` is True (NumPy)."""
-    bad_np = np.asarray(ops.convert_to_numpy(bad))
-    index = int(np.argmax(bad_np))
-    return index, np.asarray(ops.convert_to_numpy(values))[index]
-
-
 class Checks:
     """What to do with bad values, by how the tensors are being computed.
 
@@ -143,18 +109,16 @@ class Checks:
         """
         if self.mode == "raise":
             if bool(ops.convert_to_numpy(ops.any(bad))):
-                index, value = _first_bad(bad, values)
-                raise ValueError(describe(index, value))
+                # The first bad entry of values (a row when 2-d), as NumPy.
+                index = int(np.argmax(np.asarray(ops.convert_to_numpy(bad))))
+                raise ValueError(describe(index, np.asarray(ops.convert_to_numpy(values))[index]))
         elif self.mode == "collect":
             self.flags.append(ops.any(bad))
         elif in_graphs:
-            _graph_assert(bad, describe(None, None))
+            backend().graph_assert(bad, describe(None, None))
 
     def any_flag(self) -> Any:
-        flag = ops.convert_to_tensor(False)
-        for f in self.flags:
-            flag = ops.logical_or(flag, f)
-        return flag
+        return functools.reduce(ops.logical_or, self.flags, ops.convert_to_tensor(False))
 
 
 def _static_shape(x: Any) -> tuple[int | None, ...]:
@@ -293,29 +257,6 @@ def probabilities_to_logits(y_pred: Any, dtype: str, checks: Checks) -> Any:
     return ops.log(ops.maximum(probs, tiny))
 
 
-def _replica_all_reduce() -> Any:
-    """The cross-replica reduction of a ``tf.distribute`` replica context, or None.
-
-    None outside a strategy, in a one-replica strategy, in a cross-replica context and
-    on the JAX/torch backends (JAX data parallelism sees the global batch already).
-    """
-    if BACKEND != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync <= 1:
-        return None
-
-    def all_reduce(x: Any, op: str) -> Any:
-        if op == "sum":
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
-        # ReduceOp has no MAX: gather the scalars of all replicas and take their max.
-        return tf.reduce_max(context.all_gather(tf.reshape(x, [1]), axis=0))
-
-    return all_reduce
-
-
 def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
     """logits (M, C), labels (M,), valid (M,), example_weight (M,) -> losses (M,)."""
 
@@ -330,7 +271,7 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
             all_reduce=all_reduce,
         )
 
-    if not _HAS_AUTODIFF:
+    if not backend().autodiff:  # NumPy: the loss value only
         return lambda *args: forward(*args).loss
 
     @ops.custom_gradient
@@ -380,32 +321,34 @@ def per_example_losses(
     sample_weight: Any = None,
     mask: Any = None,
     global_normalize: bool = True,
+    dtype: Any = None,
 ) -> PerExample:
     """Per-example losses with the core's gradient; see the module docstring.
 
     ``sample_weight`` (and a Keras ``mask``) weight GR's normalising mean, as class
     weights do in the core; they are *not* multiplied into the returned losses.
+    ``dtype``: the dtype ``y_pred`` is converted to first (None: kept).
     """
     if not from_logits and hasattr(y_pred, "_keras_logits"):
         # The output of keras.activations.softmax: use its logits, as Keras does.
         y_pred = y_pred._keras_logits
         from_logits = True
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(y_pred, dtype=dtype)
     y_true = ops.convert_to_tensor(y_true)
     options = _Options(scheme, from_logits, axis, ignore_class, global_normalize)
-    if _compiled_eager_applies(options):
+    if backend().compiles_eager():
         args = [y_true, y_pred]
         args += [None if t is None else ops.convert_to_tensor(t) for t in (sample_weight, mask)]
         _check_shapes(args, axis)
         compiled = _compiled_eager(options, _signature(args, axis))
         try:
             result, bad = compiled(*(a for a in args if a is not None))
-        except tf_errors().InvalidArgumentError:
+        except backend().errors:
             bad = True
         if not bool(bad):
             return result
         # Something is wrong: recompute eagerly, which raises naming the problem.
-    mode = "raise" if is_concrete(y_pred) else "assert"
+    mode = "raise" if backend().is_concrete(y_pred) else "assert"
     return _per_example(y_true, y_pred, options, sample_weight, mask, Checks(mode))
 
 
@@ -415,30 +358,6 @@ class _Options(NamedTuple):
     axis: int
     ignore_class: int | None
     global_normalize: bool
-
-
-def _compiled_eager_applies(options: _Options) -> bool:
-    """Eager TensorFlow runs the whole computation as one ``tf.function``.
-
-    Eagerly, each of the ~200 small ops would cost Python dispatch time (tens of ms
-    per call). The compiled function is differentiated through as usual (its
-    custom gradient included). Not used when a replica context has several replicas:
-    the all-reduce must run in the replica's own context.
-    """
-    if BACKEND != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    if not tf.executing_eagerly():
-        return False
-    context = tf.distribute.get_replica_context()
-    return context is None or context.num_replicas_in_sync <= 1
-
-
-def tf_errors() -> Any:
-    import tensorflow as tf
-
-    return tf.errors
 
 
 def _check_shapes(args: list[Any], axis: int) -> None:
@@ -460,8 +379,6 @@ def _signature(args: list[Any], axis: int) -> tuple[Any, ...]:
     One trace per (ranks, dtypes, number of classes) and no retracing when the batch
     size changes.
     """
-    import tensorflow as tf
-
     pred_rank = len(args[1].shape)
     specs: list[Any] = []
     for arg in args:
@@ -473,7 +390,7 @@ def _signature(args: list[Any], axis: int) -> tuple[Any, ...]:
             shape[axis] = arg.shape[axis]
         if shape and arg.shape[-1] == 1:
             shape[-1] = 1
-        specs.append(tf.TensorSpec(shape, arg.dtype))
+        specs.append(backend().tensor_spec(shape, arg.dtype))
     return tuple(specs)
 
 
@@ -490,14 +407,12 @@ def _compute_collecting(
 
 @functools.lru_cache(maxsize=128)
 def _compiled_eager(options: _Options, signature: tuple[Any, ...]) -> Any:
-    import tensorflow as tf
-
     has_weight, has_mask = signature[2] is not None, signature[3] is not None
     # A partial, not a closure: TensorFlow counts traces per code object and would
     # warn about "retracing" when several signatures each trace once.
     compute = functools.partial(_compute_collecting, options, has_weight, has_mask)
     specs = [spec for spec in signature if spec is not None]
-    return tf.function(compute, input_signature=specs)
+    return backend().function(compute, specs)
 
 
 def _per_example(
@@ -563,7 +478,7 @@ def _per_example(
         checks.check(negative, example_weight, describe_weight, in_graphs=False)
     example_weight = ops.stop_gradient(example_weight)
 
-    all_reduce = _replica_all_reduce() if global_normalize and scheme.normalize else None
+    all_reduce = backend().all_reduce() if global_normalize and scheme.normalize else None
     op = _custom_gradient_op(scheme, all_reduce)
     losses = op(logits2d, safe, valid, example_weight)
 

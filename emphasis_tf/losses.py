@@ -12,6 +12,7 @@ training loops (``tf.GradientTape``, ``jax.grad``, ``torch.autograd``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -40,18 +41,18 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def _check_axis(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"axis must be an integer (the class axis of y_pred), got {value!r}")
-    return value
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_ignore_class(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"ignore_class must be an integer class id or None, got {value!r}")
-    return value
+def _check_options(from_logits: Any, axis: Any, ignore_class: Any) -> tuple[bool, int, Any]:
+    """The options every loss takes, checked: TypeError naming the argument."""
+    _check_bool("from_logits", from_logits)
+    if not _is_int(axis):
+        raise TypeError(f"axis must be an integer (the class axis of y_pred), got {axis!r}")
+    if ignore_class is not None and not _is_int(ignore_class):
+        raise TypeError(f"ignore_class must be an integer class id or None, got {ignore_class!r}")
+    return from_logits, axis, ignore_class
 
 
 def _functional(
@@ -64,9 +65,7 @@ def _functional(
     sample_weight: Any,
 ) -> Any:
     """Per-example losses in the dtype of ``y_pred`` (16-bit inputs compute in float32)."""
-    from_logits = _check_bool("from_logits", from_logits)
-    axis = _check_axis(axis)
-    ignore_class = _check_ignore_class(ignore_class)
+    from_logits, axis, ignore_class = _check_options(from_logits, axis, ignore_class)
     out_dtype = getattr(y_pred, "dtype", None)
     result = per_example_losses(
         y_true,
@@ -87,19 +86,24 @@ def _functional(
     return losses
 
 
-_FUNCTIONAL_ARGS = """    Args:
+#: The options of every loss, the same in the functional forms and the classes.
+_OPTION_ARGS = """        from_logits: whether ``y_pred`` holds logits (default False, like Keras's
+            cross-entropies). With probabilities the loss works on ``log(y_pred)``,
+            or on the logits Keras caches on a softmax output, and the model's logits
+            receive exactly the core's gradient (its rows sum to zero, so the chain
+            rule through log-softmax leaves them unchanged).
+        axis: the class axis of ``y_pred`` (-1, Keras's default).
+        ignore_class: label whose examples get zero loss and zero gradient and count
+            neither in GR's normalisation nor in a mean (a Keras mask is set).
+"""
+
+_FUNCTIONAL_ARGS = f"""    Args:
         y_true: integer class indices, shape ``y_pred.shape`` without the class axis
             (or with a class axis of size 1), integral floats accepted; or one-hot
             rows of the shape of ``y_pred``. Decided by shape, as Keras does.
         y_pred: logits (``from_logits=True``) or probabilities, class axis ``axis``,
             any float dtype (16-bit floats compute in float32).
-        from_logits: whether ``y_pred`` holds logits. With probabilities the loss
-            works on ``log(y_pred)``, or on the logits Keras caches on a softmax
-            output, and the model receives exactly the core's gradient.
-        axis: the class axis of ``y_pred`` (-1, Keras's default).
-        ignore_class: label whose examples get zero loss and zero gradient and count
-            neither in GR's normalisation nor in a mean (a Keras mask is set).
-        sample_weight: optional per-example weights (broadcast to the losses),
+{_OPTION_ARGS}        sample_weight: optional per-example weights (broadcast to the losses),
             multiplied into the returned losses; GR normalises its weights to
             sample-weighted mean 1, as the core does with class weights.
 
@@ -112,9 +116,11 @@ _FUNCTIONAL_ARGS = """    Args:
 
 
 def _document_args(function: Any) -> Any:
-    """Put the arguments shared by the functional forms into a docstring."""
+    """Put the shared arguments into a docstring: ``{ARGS}`` of the functional forms,
+    ``{OPTIONS}`` of the classes."""
     if function.__doc__:  # None under python -OO
-        function.__doc__ = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+        doc = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
+        function.__doc__ = doc.replace("        {OPTIONS}\n", _OPTION_ARGS)
     return function
 
 
@@ -173,9 +179,8 @@ def cce_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.asarray(emphasis_tf.cce_loss(np.array([1]), z, from_logits=True), dtype=float).round(
-    ...     4
-    ... ).tolist()
+    >>> losses = emphasis_tf.cce_loss(np.array([1]), z, from_logits=True)
+    >>> np.asarray(losses, dtype=float).round(4).tolist()
     [0.6931]
     """
     return _functional(y_true, y_pred, CCE(), from_logits, axis, ignore_class, sample_weight)
@@ -197,9 +202,8 @@ def mae_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.asarray(emphasis_tf.mae_loss(np.array([1]), z, from_logits=True), dtype=float).round(
-    ...     4
-    ... ).tolist()
+    >>> losses = emphasis_tf.mae_loss(np.array([1]), z, from_logits=True)
+    >>> np.asarray(losses, dtype=float).round(4).tolist()
     [1.0]
     """
     return _functional(y_true, y_pred, MAE(), from_logits, axis, ignore_class, sample_weight)
@@ -222,9 +226,8 @@ def gce_loss(
     {ARGS}
     >>> import numpy as np, emphasis_tf
     >>> z = np.array([[0.0, 0.0]], "float32")
-    >>> np.round(
-    ...     np.asarray(emphasis_tf.gce_loss(np.array([1]), z, q=1.0, from_logits=True)), 4
-    ... ).tolist()
+    >>> losses = emphasis_tf.gce_loss(np.array([1]), z, q=1.0, from_logits=True)
+    >>> np.round(np.asarray(losses), 4).tolist()
     [0.5]
     """
     return _functional(y_true, y_pred, GCE(q), from_logits, axis, ignore_class, sample_weight)
@@ -237,8 +240,47 @@ class _Precomputed(keras.losses.Loss):
         return y_pred
 
 
+def _scheme_config(scheme: Scheme) -> dict[str, Any]:
+    """The scheme's fields; a nested scheme (GR's reported loss) as its name or a dict."""
+    config = {}
+    for field in dataclasses.fields(scheme):
+        value = getattr(scheme, field.name)
+        if isinstance(value, Scheme):
+            inner = _scheme_config(value)
+            value = {"name": value.name, **inner} if inner else value.name
+        config[field.name] = value
+    return config
+
+
+def _scheme_from_config(config: dict[str, Any]) -> Scheme:
+    """``{"name": "gce", "q": q}`` (or ``{"name": "cce"}``, ...) -> the scheme."""
+    scheme = next((s for s in (CCE, MAE, GCE) if s.name == config.get("name")), None)
+    fields = {"name"} | {f.name for f in dataclasses.fields(scheme)} if scheme else set()
+    if scheme is None or not set(config) <= fields:
+        raise ValueError(
+            "reported_loss must be 'cce', 'mae', 'gce' or {'name': 'gce', 'q': q}, "
+            f"got {config!r}"
+        )
+    return scheme(**{k: v for k, v in config.items() if k != "name"})
+
+
+def _keywords(local: dict[str, Any]) -> dict[str, Any]:
+    """A thin ``__init__``'s arguments (its ``locals()``), to forward as keywords."""
+    return {k: v for k, v in local.items() if k not in ("self", "__class__")}
+
+
 class _EmphasisLoss(keras.losses.Loss):
-    """Shared machinery of the four losses: labels, rows, custom gradient, reduction."""
+    """A scheme as a Keras loss, in Keras's ``LossFunctionWrapper`` pattern.
+
+    The keyword arguments are the configuration: ``get_config`` returns them (the
+    scheme's as it normalised them) and ``from_config`` passes them back. The scheme
+    (``_SCHEME``, built from the scheme's keywords) goes through the shared pipeline:
+    labels, rows, custom gradient, then Keras's reduction.
+    """
+
+    _SCHEME: type[Scheme]  #: built from the scheme's keywords
+    #: Keywords of the loss that are not the scheme's (GR: ``global_normalize``).
+    _OPTIONS: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -249,41 +291,50 @@ class _EmphasisLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
         dtype: Any = None,
+        **kwargs: Any,
     ) -> None:
+        options = {k: kwargs.pop(k) for k in self._OPTIONS if k in kwargs}
+        self._scheme = self._SCHEME(
+            **{k: _scheme_from_config(v) if isinstance(v, dict) else v for k, v in kwargs.items()}
+        )
+        options = {k: _check_bool(k, v) for k, v in options.items()}
+        self.global_normalize = options.get("global_normalize", True)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = _check_bool("from_logits", from_logits)
-        self.axis = _check_axis(axis)
-        self.ignore_class = _check_ignore_class(ignore_class)
-        self._dtype_arg = None if dtype is None else self._dtype_policy.name
+        self.from_logits, self.axis, self.ignore_class = _check_options(
+            from_logits, axis, ignore_class
+        )
+        self._config = {
+            "from_logits": self.from_logits,
+            "axis": self.axis,
+            "ignore_class": self.ignore_class,
+            "dtype": None if dtype is None else self._dtype_policy.name,
+            **_scheme_config(self._scheme),
+            **options,
+        }
         self._reducer = _Precomputed(name=self.name, reduction=reduction, dtype=dtype)
 
     @property
     def scheme(self) -> Scheme:
         """The :mod:`emphasis` scheme this loss applies."""
-        raise NotImplementedError
+        return self._scheme
 
-    def _global_normalize(self) -> bool:
-        return True
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._config}
 
     def _per_example(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         mask = get_keras_mask(y_pred)
-        if not self.from_logits and hasattr(y_pred, "_keras_logits"):
-            y_pred = y_pred._keras_logits
-            from_logits = True
-        else:
-            from_logits = self.from_logits
-        # Keras convention: the loss computes in its dtype (float32 under mixed precision).
-        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
         result = per_example_losses(
             y_true,
             y_pred,
-            self.scheme,
-            from_logits=from_logits,
+            self._scheme,
+            from_logits=self.from_logits,
             axis=self.axis,
             ignore_class=self.ignore_class,
             sample_weight=sample_weight,
             mask=mask,
-            global_normalize=self._global_normalize(),
+            global_normalize=self.global_normalize,
+            # Keras convention: the loss computes in its dtype (float32 under mixed precision).
+            dtype=self.dtype,
         )
         losses = ops.cast(result.losses, self.dtype)
         if self.ignore_class is not None or mask is not None:
@@ -304,22 +355,9 @@ class _EmphasisLoss(keras.losses.Loss):
             weight = ops.copy(weight)
         return self._reducer(losses, losses, sample_weight=weight)
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            from_logits=self.from_logits,
-            axis=self.axis,
-            ignore_class=self.ignore_class,
-            dtype=self._dtype_arg,
-        )
-        return config
-
-
-def _config_number(value: Any) -> Any:
-    return float(value) if isinstance(value, (int, float)) else value
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+@_document_args
 class GRLoss(_EmphasisLoss):
     """Gradient rescaling (Wang et al.): cross entropy's logit gradient, rescaled.
 
@@ -339,14 +377,7 @@ class GRLoss(_EmphasisLoss):
             falls below about eps. 0 is exact Eq. (6).
         reported_loss: ``"cce"``, ``"mae"``, ``"gce"`` or ``{"name": "gce", "q": q}``
             (or an ``emphasis`` scheme): the value the loss reports.
-        from_logits: whether ``y_pred`` holds logits (default False, like Keras's
-            cross-entropies). With probabilities the loss works on ``log(y_pred)`` --
-            or on the logits Keras caches on a softmax output -- and the model's
-            logits receive exactly GR's gradient (the gradient rows sum to zero, so
-            the chain rule through log-softmax leaves them unchanged).
-        axis: the class axis of ``y_pred``.
-        ignore_class: label whose examples get zero loss and gradient and count
-            neither in the normalisation nor in the mean.
+        {OPTIONS}
         global_normalize: under ``tf.distribute`` (several replicas in sync), normalise
             over the global batch by all-reducing the normaliser, so the objective
             does not depend on the number of replicas. Has no effect otherwise.
@@ -366,6 +397,9 @@ class GRLoss(_EmphasisLoss):
     0.1672
     """
 
+    _SCHEME = GR
+    _OPTIONS = ("global_normalize",)
+
     def __init__(
         self,
         beta: Any = 8.0,
@@ -383,63 +417,7 @@ class GRLoss(_EmphasisLoss):
         name: str | None = "gr_loss",
         dtype: Any = None,
     ) -> None:
-        if isinstance(reported_loss, dict):
-            reported_loss = _reported_from_config(reported_loss)
-        self._scheme = GR(
-            beta,
-            lam,
-            transform=transform,
-            normalize=normalize,
-            eps=eps,
-            reported_loss=reported_loss,
-        )
-        self.global_normalize = _check_bool("global_normalize", global_normalize)
-        super().__init__(
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
-
-    @property
-    def scheme(self) -> GR:
-        return self._scheme
-
-    def _global_normalize(self) -> bool:
-        return self.global_normalize
-
-    def get_config(self) -> dict[str, Any]:
-        s = self._scheme
-        config = super().get_config()
-        config.update(
-            beta=_config_number(s.beta),
-            lam=_config_number(s.lam),
-            transform=s.transform,
-            normalize=s.normalize,
-            eps=_config_number(s.eps),
-            reported_loss=_reported_to_config(s.reported_loss),
-            global_normalize=self.global_normalize,
-        )
-        return config
-
-
-def _reported_to_config(scheme: Scheme) -> Any:
-    if isinstance(scheme, GCE):
-        return {"name": "gce", "q": _config_number(scheme.q)}
-    return scheme.name
-
-
-def _reported_from_config(config: dict[str, Any]) -> Scheme:
-    name = config.get("name")
-    if name == "gce":
-        return GCE(config.get("q", 0.7))
-    if name in ("cce", "mae") and set(config) == {"name"}:
-        return CCE() if name == "cce" else MAE()
-    raise ValueError(
-        f"reported_loss must be 'cce', 'mae', 'gce' or {{'name': 'gce', 'q': q}}, got {config!r}"
-    )
+        super().__init__(**_keywords(locals()))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -455,11 +433,7 @@ class CCELoss(_EmphasisLoss):
     0.6931
     """
 
-    # __init__: _EmphasisLoss's; Keras names the loss "cce_loss" from the class.
-
-    @property
-    def scheme(self) -> CCE:
-        return CCE()
+    _SCHEME = CCE  # __init__: _EmphasisLoss's; Keras names the loss "cce_loss"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -475,11 +449,7 @@ class MAELoss(_EmphasisLoss):
     1.0
     """
 
-    # __init__: _EmphasisLoss's; Keras names the loss "mae_loss" from the class.
-
-    @property
-    def scheme(self) -> MAE:
-        return MAE()
+    _SCHEME = MAE  # __init__: _EmphasisLoss's; Keras names the loss "mae_loss"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -496,6 +466,8 @@ class GCELoss(_EmphasisLoss):
     0.5
     """
 
+    _SCHEME = GCE
+
     def __init__(
         self,
         q: Any = 0.7,
@@ -507,21 +479,4 @@ class GCELoss(_EmphasisLoss):
         name: str | None = "gce_loss",
         dtype: Any = None,
     ) -> None:
-        self._scheme = GCE(q)
-        super().__init__(
-            from_logits=from_logits,
-            axis=axis,
-            ignore_class=ignore_class,
-            reduction=reduction,
-            name=name,
-            dtype=dtype,
-        )
-
-    @property
-    def scheme(self) -> GCE:
-        return self._scheme
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(q=_config_number(self._scheme.q))
-        return config
+        super().__init__(**_keywords(locals()))
