@@ -78,12 +78,10 @@ except ImportError:  # pragma: no cover - depends on the Keras version
 
 
 def compute_dtype(dtype: Any) -> str:
-    """float64 computes in float64; float16, bfloat16 and float32 compute in float32."""
+    """The core's policy (:func:`emphasis.kernel.compute_dtype_name`); refuses non-floats."""
     name = keras.backend.standardize_dtype(dtype)
-    if name == "float64":
-        return "float64"
     if keras.backend.is_float_dtype(name):
-        return "float32"
+        return kernel.compute_dtype_name(name)
     raise TypeError(f"y_pred must be a floating-point tensor, got dtype {name}")
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from emphasis._docs import fill_docstring
+from emphasis._validation import check_ignore_index
 from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
 from emphasis_tf._core import get_keras_mask, per_example_losses, set_keras_mask
 
@@ -50,8 +52,7 @@ def _check_options(from_logits: Any, axis: Any, ignore_class: Any) -> tuple[bool
     _check_bool("from_logits", from_logits)
     if not _is_int(axis):
         raise TypeError(f"axis must be an integer (the class axis of y_pred), got {axis!r}")
-    if ignore_class is not None and not _is_int(ignore_class):
-        raise TypeError(f"ignore_class must be an integer class id or None, got {ignore_class!r}")
+    check_ignore_index(ignore_class, "ignore_class", optional=True)
     return from_logits, axis, ignore_class
 
 
@@ -118,10 +119,8 @@ _FUNCTIONAL_ARGS = f"""    Args:
 def _document_args(function: Any) -> Any:
     """Put the shared arguments into a docstring: ``{ARGS}`` of the functional forms,
     ``{OPTIONS}`` of the classes."""
-    if function.__doc__:  # None under python -OO
-        doc = function.__doc__.replace("    {ARGS}\n", _FUNCTIONAL_ARGS)
-        function.__doc__ = doc.replace("        {OPTIONS}\n", _OPTION_ARGS)
-    return function
+    function = fill_docstring("    {ARGS}\n", _FUNCTIONAL_ARGS)(function)
+    return fill_docstring("        {OPTIONS}\n", _OPTION_ARGS)(function)
 
 
 @_document_args
