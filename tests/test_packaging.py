@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -34,6 +35,47 @@ def test_core_imports_no_framework() -> None:
     )
     result = _run(code)
     assert result.returncode == 0, result.stderr
+
+
+ADAPTERS = ("emphasis_torch", "emphasis_tf", "emphasis_jax")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "emphasis").glob("*.py")), ids=lambda p: p.name)
+def test_core_names_no_adapter(path: Path) -> None:
+    """No import of an adapter in the core, not even by string (docstrings may mention them)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [] if id(node) in docstrings else [node.value]
+        else:
+            continue
+        for name in names:
+            assert not any(a in name for a in ADAPTERS), f"{path.name}:{node.lineno}: {name!r}"
+
+
+def test_check_discovers_adapters_through_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    from emphasis.check import ENTRY_POINT_GROUP
+
+    found = {e.name: e.value for e in entry_points(group=ENTRY_POINT_GROUP)}
+    assert found == {
+        "torch": "emphasis_torch._check:backends",
+        "keras": "emphasis_tf._check:backends",
+        "jax": "emphasis_jax._check:backends",
+    }
 
 
 @pytest.mark.parametrize(
