@@ -428,6 +428,11 @@ def gr_loss(
         - target: (), (N) or (N, d1, ..., dk) class indices, or one-hot like input
         - output: scalar; for ``reduction="none"``, the shape of the indices.
 
+    References:
+        Wang, Hua, Kodirov, Robertson, "Robust discriminative representation learning
+        via gradient rescaling: an emphasis regularisation perspective" (2019);
+        "Derivative Manipulation for General Example Weighting", arXiv:1905.11233.
+
     Example::
 
         >>> import torch, emphasis_torch
@@ -480,6 +485,10 @@ def cce_loss(
     Shape:
         As :func:`gr_loss`.
 
+    References:
+        Wang et al., "Derivative Manipulation for General Example Weighting",
+        arXiv:1905.11233, Eq. (4).
+
     Example::
 
         >>> import torch, emphasis_torch
@@ -515,6 +524,10 @@ def mae_loss(
 
     Shape:
         As :func:`gr_loss`.
+
+    References:
+        Ghosh, Kumar, Sastry, "Robust loss functions under label noise for deep neural
+        networks", AAAI 2017; Wang et al., arXiv:1905.11233, Eq. (4).
 
     Example::
 
@@ -554,6 +567,10 @@ def gce_loss(
 
     Shape:
         As :func:`gr_loss`.
+
+    References:
+        Zhang & Sabuncu, "Generalized cross entropy loss for training deep neural
+        networks with noisy labels", NeurIPS 2018.
 
     Example::
 
