@@ -375,6 +375,9 @@ def load_pretrained(net: nn.Module, path: str) -> None:
 
 
 class Trainer:
+    result_settings = RESULT_SETTINGS  # a checkpoint is resumed only if these match
+    lr_gamma = 0.1  # the factor at each milestone
+
     def __init__(self, config: dict[str, Any], ctx: Context, data: dict[str, Split]) -> None:
         self.config, self.ctx, self.device = config, ctx, ctx.device
         self.world = ctx.world_size
@@ -385,14 +388,9 @@ class Trainer:
         if config["amp"] == "fp16" and self.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device")
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config["amp"]]
-        train = data["train"]
-        n = config["train_size"]
-        self.train = Split(train.paths[:n], train.labels[:n], train.sources[:n])
-        self.val, self.test = data["val"], data["test"]
+        self.setup_data(data)
         torch.manual_seed(config["seed"])
-        self.net = resnet50(NUM_CLASSES, width=config["width"])
-        if config["pretrained"] is not None:
-            load_pretrained(self.net, config["pretrained"])
+        self.net = self.build_net()
         self.memory_format = (
             torch.channels_last if config["channels_last"] else torch.contiguous_format
         )
@@ -409,11 +407,31 @@ class Trainer:
             weight_decay=config["weight_decay"],
         )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=config["milestones"], gamma=0.1
+            self.optimizer, milestones=config["milestones"], gamma=self.lr_gamma
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
         self.iteration, self.last_lr, self.meters = 0, config["lr"], Meters()
         self.best_val, self.best_iteration, self.test_at_best_val = -1.0, 0, None
+
+    def setup_data(self, data: dict[str, Split]) -> None:
+        train, n = data["train"], self.config["train_size"]
+        self.train = Split(train.paths[:n], train.labels[:n], train.sources[:n])
+        self.val, self.test = data["val"], data["test"]
+
+    def build_net(self) -> nn.Module:
+        net = resnet50(NUM_CLASSES, width=self.config["width"])
+        if self.config["pretrained"] is not None:
+            load_pretrained(net, self.config["pretrained"])
+        return net
+
+    def train_batches(self) -> torch.utils.data.Dataset:
+        return TrainBatches(self.train, self.config, self.ctx.rank, self.world)
+
+    def final_result(self) -> dict[str, Any]:
+        return {
+            "test_acc_final": self.accuracy(self.test), "val_acc_best": self.best_val,
+            "best_iteration": self.best_iteration, "test_acc_at_best_val": self.test_at_best_val,
+        }  # fmt: skip
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.to(self.device).float() / 255.0 - self.mean) / self.std
@@ -429,7 +447,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT, "iteration": self.iteration,
-            "config": {k: self.config[k] for k in RESULT_SETTINGS}, "world_size": self.world,
+            "config": {k: self.config[k] for k in self.result_settings}, "world_size": self.world,
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": rng_states(), "meters": vars(self.meters).copy(),
@@ -442,7 +460,7 @@ class Trainer:
             raise ValueError(
                 f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}"
             )
-        differ = [k for k in RESULT_SETTINGS if state["config"].get(k) != self.config[k]]
+        differ = [k for k in self.result_settings if state["config"].get(k) != self.config[k]]
         if differ:
             raise ValueError(
                 f"cannot resume {self.run_dir}: settings differ from the checkpoint "
@@ -519,7 +537,7 @@ class Trainer:
         self.truncate_log()
         self.ctx.barrier()
         total = cfg["iterations"]
-        batches = TrainBatches(self.train, cfg, self.ctx.rank, self.world)
+        batches = self.train_batches()
         loader = torch.utils.data.DataLoader(
             batches, batch_size=None, sampler=range(self.iteration, total),
             num_workers=cfg["workers"], pin_memory=self.device.type == "cuda",
@@ -565,12 +583,7 @@ class Trainer:
                 self.save_checkpoint()
         if bar is not None:
             bar.close()
-        test = self.accuracy(self.test)
-        result = {
-            "run_name": cfg["run_name"], "iterations": self.iteration, "test_acc_final": test,
-            "val_acc_best": self.best_val, "best_iteration": self.best_iteration,
-            "test_acc_at_best_val": self.test_at_best_val,
-        }  # fmt: skip
+        result = {"run_name": cfg["run_name"], "iterations": self.iteration, **self.final_result()}
         self.log({"event": "final", **result})
         if self.ctx.is_main:
             save_json(self.run_dir / "final.json", result)
