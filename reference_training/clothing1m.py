@@ -593,20 +593,45 @@ class Trainer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
+    def describe(data: dict[str, Any]) -> dict[str, Any]:
+        return {"experiment": "clothing1m", "val_size": len(data["val"]),
+                "test_size": len(data["test"])}  # fmt: skip
+
+    return run_experiment(
+        args,
+        Trainer,
+        lambda: load_clothing1m(args.data_dir),
+        lambda args, data: resolve_config(args, len(data["train"])),
+        describe,
+    )
+
+
+def run_experiment(
+    args: argparse.Namespace,
+    trainer_class: type[Trainer],
+    load: Any,
+    resolve: Any,
+    describe: Any,
+) -> int:
+    """One run of a real-noise experiment (this one or MARS): data, run directory, training.
+
+    ``load()`` reads the data, ``resolve(args, data)`` makes the run's config and
+    ``describe(data)`` adds what config.json records about the data.
+    """
     ctx = setup_context(args.device)
     try:
-        data = load_clothing1m(args.data_dir)
-        config = resolve_config(args, len(data["train"]))
+        data = load()
+        config = resolve(args, data)
         torch.backends.cudnn.benchmark = True
         run_dir = prepare_run_dir(config, ctx)
         if run_dir is None:
             print(f"{Path(config['out_dir']) / config['run_name']} is finished; skipped")
             return 0
-        trainer = Trainer(config, ctx, data)
+        trainer = trainer_class(config, ctx, data)
         if ctx.is_main:
             save_json(run_dir / "config.json", {
-                **config, "experiment": "clothing1m", "world_size": ctx.world_size,
-                "val_size": len(data["val"]), "test_size": len(data["test"]),
+                **config, **describe(data), "world_size": ctx.world_size,
                 "loss_module": repr(trainer.loss_fn), "torch_version": torch.__version__,
                 "emphasis_version": emphasis.__version__, "started": time.time(),
             })  # fmt: skip

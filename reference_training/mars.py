@@ -37,9 +37,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +51,9 @@ from torch import nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import emphasis
 from reference_training import clothing1m
 from reference_training.clothing1m import DataError, decode
-from reference_training.train_cifar import loss_tag, prepare_run_dir, save_json, setup_context
+from reference_training.train_cifar import loss_tag
 
 ORDER_STREAM, AUGMENT_STREAM = 2, 3
 
@@ -526,31 +523,14 @@ def resolve_config(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ctx = setup_context(args.device)
-    try:
-        data = load_mars(args.data_dir)
-        config = resolve_config(args, data)
-        torch.backends.cudnn.benchmark = True
-        run_dir = prepare_run_dir(config, ctx)
-        if run_dir is None:
-            print(f"{Path(config['out_dir']) / config['run_name']} is finished; skipped")
-            return 0
-        trainer = Trainer(config, ctx, data)
-        if ctx.is_main:
-            save_json(run_dir / "config.json", {
-                **config, "world_size": ctx.world_size, "train_tracks": len(data["train"]),
-                "test_tracks": len(data["test"]), "queries": len(data["query"]),
-                "loss_module": repr(trainer.loss_fn), "torch_version": torch.__version__,
-                "emphasis_version": emphasis.__version__, "started": time.time(),
-            })  # fmt: skip
-        result = trainer.run(config["resume"], args.halt_after)
-        if ctx.is_main and config["progress"]:
-            print(json.dumps(result), flush=True)
-        ctx.barrier()
-    finally:
-        if ctx.distributed and dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
+
+    def describe(data: dict[str, Any]) -> dict[str, Any]:
+        return {"train_tracks": len(data["train"]), "test_tracks": len(data["test"]),
+                "queries": len(data["query"])}  # fmt: skip
+
+    return clothing1m.run_experiment(
+        args, Trainer, lambda: load_mars(args.data_dir), resolve_config, describe
+    )
 
 
 if __name__ == "__main__":
