@@ -14,6 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from emphasis._value_checks import (
+    bad_weights,
+    label_message,
+    labels_out_of_range,
+    logits_message,
+    weight_message,
+)
+
 REDUCTIONS = ("mean", "sum", "none")
 TRANSFORMS = ("exp", "identity")
 
@@ -110,26 +118,6 @@ def check_transform(transform: Any) -> str:
     return str(transform)
 
 
-def logits_message(problem: str, name: str = "logits", example: Any = None, hint: str = "") -> str:
-    """The message for bad logits, in one wording for the core and every adapter.
-
-    Args:
-        problem: ``"nan"``, ``"posinf"`` or ``"dead"`` (a counted row of only -inf).
-        name: the framework's name for the logits (``input`` in torch).
-        example: the index of the first bad example, when known.
-        hint: for ``"dead"``, how to leave such a row out (``ignore_index``, ``where``).
-    """
-    at = "" if example is None else f" (example {example})"
-    if problem == "dead":
-        return (
-            f"{name}: example {example} has every logit -inf; its softmax is undefined "
-            f"({hint or 'ignore it with ignore_index instead'})"
-        )
-    verb = "contain" if name.endswith("s") else "contains"
-    what = {"nan": "NaN", "posinf": "+inf"}[problem]
-    return f"{name} {verb} {what}{at}; expected finite values or -inf"
-
-
 def check_logits_values(logits: np.ndarray) -> None:
     """Reject NaN and +inf logits (-inf is allowed: a class the model rules out)."""
     if np.isnan(logits).any():
@@ -141,17 +129,10 @@ def check_logits_values(logits: np.ndarray) -> None:
 def check_label_values(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
     """Return the mask of valid (not ignored) labels; raise on labels out of range."""
     valid = labels != ignore_index
-    bad = valid & ((labels < 0) | (labels >= num_classes))
+    bad = labels_out_of_range(labels, valid, num_classes)
     if bad.any():
         raise ValueError(label_message(num_classes, ignore_index, int(labels[bad].flat[0])))
     return np.asarray(valid)
-
-
-def label_message(num_classes: int, ignore_index: Any, value: Any, example: Any = None) -> str:
-    """The message for a label out of range (``ignore_index`` None: nothing is ignored)."""
-    ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-    at = "" if example is None else f" (example {example})"
-    return f"labels must be class indices in [0, {num_classes - 1}]{ignored}, got {value}{at}"
 
 
 def check_class_weight(value: Any, num_classes: int) -> np.ndarray | None:
@@ -166,6 +147,6 @@ def check_class_weight(value: Any, num_classes: int) -> np.ndarray | None:
         raise ValueError(
             f"weight must have shape ({num_classes},) (one per class), got {weight.shape}"
         )
-    if not np.isfinite(weight).all() or (weight < 0).any():
-        raise ValueError("weight must be finite and non-negative")
+    if bad_weights(weight).any():
+        raise ValueError(weight_message())
     return weight

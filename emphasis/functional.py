@@ -18,8 +18,8 @@ from emphasis._validation import (
     check_label_values,
     check_logits_values,
     check_reduction,
-    logits_message,
 )
+from emphasis._value_checks import logits_message
 from emphasis.schemes import Scheme
 
 __all__ = ["logit_grad", "loss", "loss_and_grad"]

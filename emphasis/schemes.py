@@ -75,6 +75,20 @@ class Scheme:
         """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
+    def config(self) -> dict[str, Any]:
+        """:meth:`kwargs` as plain values: a nested scheme (GR's reported loss) becomes its
+        name, or ``{"name": ..., **settings}``, which the constructors accept again.
+
+        >>> GR(reported_loss=GCE(q=0.5)).config()["reported_loss"]
+        {'name': 'gce', 'q': 0.5}
+        """
+        config = self.kwargs()
+        for key, value in config.items():
+            if isinstance(value, Scheme):
+                inner = value.config()
+                config[key] = {"name": value.name, **inner} if inner else value.name
+        return config
+
     def split(self) -> tuple[Hashable, dict[str, Any]]:
         """``(static key, hyperparameters)``: what a compiled program is specialised on
         (hashable: the class and its settings) and the values it takes as arguments.
@@ -298,9 +312,14 @@ def _reported_scheme(value: Any) -> Scheme:
         return value
     if isinstance(value, str) and value.lower() in _REPORTED:
         return _REPORTED[value.lower()]()
+    if isinstance(value, Mapping) and value.get("name") in _REPORTED:  # Scheme.config()
+        scheme = _REPORTED[value["name"]]
+        settings = {k: v for k, v in value.items() if k != "name"}
+        if set(settings) <= {f.name for f in dataclasses.fields(scheme)}:
+            return scheme(**settings)
     raise ValueError(
-        "reported_loss must be 'cce', 'mae', 'gce' or an instance CCE(), MAE(), GCE(q), "
-        f"got {value!r}"
+        "reported_loss must be 'cce', 'mae', 'gce', an instance CCE(), MAE(), GCE(q) or a "
+        f"config such as {{'name': 'gce', 'q': q}}, got {value!r}"
     )
 
 

@@ -18,6 +18,7 @@ every step reuses one compiled program. Only hashable settings (scheme kind,
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
@@ -28,14 +29,12 @@ from jax.custom_derivatives import SymbolicZero
 
 import emphasis
 from emphasis import kernel
-from emphasis._docs import fill_docstring
+from emphasis._docs import document
 from emphasis._layout import check_shapes, to_rows
-from emphasis._validation import (
-    check_ignore_index,
-    is_concrete_number,
-    label_message,
-    logits_message,
-)
+from emphasis._validation import check_ignore_index, is_concrete_number
+from emphasis._value_checks import Names, label_message, logits_message
+
+_NAMES = Names()
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -291,7 +290,9 @@ def _check_values(z: Any, y: Any, valid: Any, target_excluded: Any, ignore_index
     if label_row >= 0:
         raise ValueError(label_message(num_classes, ignore_index, int(y[label_row]), label_row))
     if dead_row >= 0:
-        raise ValueError(logits_message("dead", example=dead_row, hint="exclude it with `where`"))
+        raise ValueError(
+            logits_message("dead", _NAMES._replace(leave_out="exclude it with `where`"), dead_row)
+        )
     if excluded_row >= 0:
         raise ValueError(
             f"where excludes the labelled class of example {excluded_row} "
@@ -349,7 +350,7 @@ _SELECTION_ARGS = """\
 """
 
 
-_document_selection = fill_docstring("        {SELECTION_ARGS}\n", _SELECTION_ARGS)
+_document_selection = document(SELECTION_ARGS=textwrap.dedent(_SELECTION_ARGS))
 
 
 @_document_selection

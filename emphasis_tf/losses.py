@@ -13,12 +13,13 @@ training loops (``tf.GradientTape``, ``jax.grad``, ``torch.autograd``).
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import Any
 
 import keras
 from keras import ops
 
-from emphasis._docs import fill_docstring
+from emphasis._docs import document
 from emphasis._validation import check_ignore_index
 from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
 from emphasis_tf._core import get_keras_mask, per_example_losses, set_keras_mask
@@ -119,8 +120,7 @@ _FUNCTIONAL_ARGS = f"""    Args:
 def _document_args(function: Any) -> Any:
     """Put the shared arguments into a docstring: ``{ARGS}`` of the functional forms,
     ``{OPTIONS}`` of the classes."""
-    function = fill_docstring("    {ARGS}\n", _FUNCTIONAL_ARGS)(function)
-    return fill_docstring("        {OPTIONS}\n", _OPTION_ARGS)(function)
+    return document(ARGS=textwrap.dedent(_FUNCTIONAL_ARGS), OPTIONS=textwrap.dedent(_OPTION_ARGS))(function)
 
 
 @_document_args

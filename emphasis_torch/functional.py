@@ -32,15 +32,16 @@ from emphasis._validation import (
     check_reduction,
     expected_range,
     hyperparameter_out_of_range,
-    logits_message,
     range_message,
 )
+from emphasis._value_checks import Names, logits_message
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
 
 __all__ = ["BatchStats", "cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
 Hyperparameter = float | torch.Tensor
+_NAMES = Names(logits="input", labels="target")
 
 
 class BatchStats(NamedTuple):
@@ -291,8 +292,8 @@ def _append_value_checks(
         for problem, rows in (("nan", torch.isnan(logits)), ("posinf", torch.isposinf(logits))):
             rows = torch.any(rows, dim=-1)
             if bool(torch.any(rows)):
-                return logits_message(problem, "input", _first(rows))
-        return logits_message("dead", "input", _first(bad_values))
+                return logits_message(problem, _NAMES, _first(rows))
+        return logits_message("dead", _NAMES, _first(bad_values))
 
     checks.append(_Check(torch.any(bad_values), "input: NaN or +inf logits", explain_values))
 

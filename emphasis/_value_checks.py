@@ -1,0 +1,145 @@
+"""Checks on the values of a batch, written once for the core and every adapter.
+
+The predicates use only comparisons and :class:`emphasis.kernel.ArrayNamespace`
+functions, so they run on NumPy arrays, torch tensors, ``keras.ops`` tensors and
+JAX tracers alike and return boolean flags per example. The messages take the
+framework's argument names (:class:`Names`). What stays in an adapter is *when*
+the flags are read: eagerly (one host read), as an in-graph assert, or not at all
+(``vmap``, ``jit``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "NUMPY_NAMES",
+    "Names",
+    "bad_logit_rows",
+    "bad_weights",
+    "label_message",
+    "labels_out_of_range",
+    "logits_message",
+    "logits_row_message",
+    "not_one_hot",
+    "one_hot_message",
+    "weight_message",
+]
+
+
+class Names(NamedTuple):
+    """How a framework names the arguments that a value check reports on."""
+
+    logits: str = "logits"
+    labels: str = "labels"
+    ignore_index: str = "ignore_index"
+    #: the label rule as the framework's messages word it (e.g. "must hold class indices")
+    labels_must: str = "must be class indices"
+    #: how to leave out an example whose logits are all -inf
+    leave_out: str = "ignore it with ignore_index instead"
+
+
+NUMPY_NAMES = Names()
+
+
+# -- predicates ----------------------------------------------------------------------------
+
+
+def bad_logit_rows(
+    z_label: Any, log_p: Any, rest_sum: Any, valid: Any, *, ignored_too: bool = False
+) -> Any:
+    """(M,) rows whose loss is undefined, read off the forward pass (O(M), not O(M C)).
+
+    NaN anywhere in a row, +inf off the label or every logit -inf make ``log p`` NaN;
+    +inf at the label gives a silent p = 1, so it is read from ``z_label``. Only
+    ``valid`` rows are flagged, unless ``ignored_too``: an adapter whose kernel also
+    differentiates ignored rows (torch) flags theirs too, except rows of only -inf,
+    which stay allowed when ignored.
+    """
+    bad = (z_label == math.inf) | (log_p != log_p)
+    if not ignored_too:
+        return valid & bad
+    dead = (z_label == -math.inf) & (rest_sum == 0)
+    return bad & (valid | ~dead)
+
+
+def labels_out_of_range(labels: Any, valid: Any, num_classes: int) -> Any:
+    """(M,) valid labels outside [0, num_classes)."""
+    return valid & ((labels < 0) | (labels >= num_classes))
+
+
+def not_one_hot(target: Any, axis: int, xp: Any) -> Any:
+    """Rows of ``target`` along ``axis`` that are not exactly one 1 and zeros elsewhere."""
+    binary = (target == 0) | (target == 1)
+    zeros, ones = xp.zeros_like(target), xp.ones_like(target)
+    not_binary = xp.sum(xp.where(binary, zeros, ones), axis=axis) > 0
+    return not_binary | (xp.sum(xp.where(target == 1, ones, zeros), axis=axis) != 1)
+
+
+def bad_weights(weights: Any) -> Any:
+    """Entries that are NaN, negative or +inf (plain comparisons: any array kind)."""
+    return (weights != weights) | (weights < 0) | (weights == math.inf)
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+def logits_message(
+    problem: str, names: Names = NUMPY_NAMES, example: Any = None, detail: str = ""
+) -> str:
+    """The message for bad logits: ``problem`` is ``"nan"``, ``"posinf"`` or ``"dead"``
+    (a counted row of only -inf); ``example`` the first bad one, when known."""
+    name = names.logits
+    if problem == "dead":
+        return (
+            f"{name}: example {example} has every logit -inf; its softmax is undefined "
+            f"({names.leave_out})"
+        )
+    verb = "contain" if name.endswith("s") else "contains"
+    what = {"nan": "NaN", "posinf": "+inf"}[problem]
+    at = "" if example is None else f" (example {example})"
+    return f"{name} {verb} {what}{at}; expected finite values or -inf{detail}"
+
+
+def logits_row_message(row: Any, example: int, names: Names = NUMPY_NAMES) -> str:
+    """The message for one bad row (a NumPy-convertible vector of logits)."""
+    row = np.asarray(row, dtype=np.float64).ravel()
+    for problem, flags in (("nan", np.isnan(row)), ("posinf", np.isposinf(row))):
+        if flags.any():
+            what = "NaN" if problem == "nan" else "+inf"
+            detail = f", but example {example} has {what} at class {int(np.argmax(flags))}"
+            return logits_message(problem, names, example, detail)
+    return logits_message("dead", names, example)
+
+
+def label_message(
+    num_classes: int,
+    ignore_index: Any,
+    value: Any,
+    example: Any = None,
+    names: Names = NUMPY_NAMES,
+) -> str:
+    """The message for a label out of range (``ignore_index`` None: nothing is ignored)."""
+    ignored = "" if ignore_index is None else f" or {names.ignore_index}={ignore_index}"
+    at = "" if example is None else f" (example {example})"
+    return (
+        f"{names.labels} {names.labels_must} in [0, {num_classes - 1}]{ignored}, got {value}{at}"
+    )
+
+
+def one_hot_message(names: Names, example: int, row: Any = None) -> str:
+    got = "" if row is None else f", got {np.ravel(np.asarray(row))[:8]}"
+    return (
+        f"{names.labels} has the shape of {names.logits}, so its rows are read as one-hot "
+        f"labels along the class axis; example {example} is not one-hot (exactly one 1 and "
+        f"zeros elsewhere{got}): soft or probability targets are not supported, since the "
+        "weights w(p) need one label per example"
+    )
+
+
+def weight_message(name: str = "weight", example: Any = None, value: Any = None) -> str:
+    got = "" if example is None else f", got {value} (example {example})"
+    return f"{name} must be finite and non-negative{got}"
