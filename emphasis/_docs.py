@@ -62,18 +62,16 @@ reported_loss: the value returned: ``"cce"``, ``"mae"``, ``"gce"`` or an
 
 
 def document(scalar: str = "", **blocks: str) -> Callable[[F], F]:
-    """A decorator that fills the ``{NAME}`` lines of a docstring (module docstring).
+    r"""A decorator that fills the ``{NAME}`` lines of a docstring (module docstring).
 
     Under ``python -OO`` docstrings are None and the decorator does nothing.
 
-    >>> @document(ARGS="x: a number, {SCALAR}.", scalar="or an array")
-    ... def f(x):
-    ...     '''Args:
-    ...         {ARGS}
-    ...     '''
-    >>> print(f.__doc__.strip())
+    >>> def f(x): ...
+    >>> f.__doc__ = "Args:\n    {ARGS}\n"
+    >>> print(document(ARGS="x: a number, {SCALAR}.", scalar="or an array")(f).__doc__)
     Args:
-            x: a number, or an array.
+        x: a number, or an array.
+    <BLANKLINE>
     """
     table = {**BLOCKS, **blocks}
 

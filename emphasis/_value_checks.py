@@ -125,9 +125,7 @@ def label_message(
     """The message for a label out of range (``ignore_index`` None: nothing is ignored)."""
     ignored = "" if ignore_index is None else f" or {names.ignore_index}={ignore_index}"
     at = "" if example is None else f" (example {example})"
-    return (
-        f"{names.labels} {names.labels_must} in [0, {num_classes - 1}]{ignored}, got {value}{at}"
-    )
+    return f"{names.labels} {names.labels_must} in [0, {num_classes - 1}]{ignored}, got {value}{at}"
 
 
 def one_hot_message(names: Names, example: int, row: Any = None) -> str:

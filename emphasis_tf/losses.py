@@ -120,7 +120,9 @@ _FUNCTIONAL_ARGS = f"""    Args:
 def _document_args(function: Any) -> Any:
     """Put the shared arguments into a docstring: ``{ARGS}`` of the functional forms,
     ``{OPTIONS}`` of the classes."""
-    return document(ARGS=textwrap.dedent(_FUNCTIONAL_ARGS), OPTIONS=textwrap.dedent(_OPTION_ARGS))(function)
+    return document(ARGS=textwrap.dedent(_FUNCTIONAL_ARGS), OPTIONS=textwrap.dedent(_OPTION_ARGS))(
+        function
+    )
 
 
 @_document_args
