@@ -62,7 +62,7 @@ reported_loss: the value returned: ``"cce"``, ``"mae"``, ``"gce"`` or an
 
 
 def document(scalar: str = "", **blocks: str) -> Callable[[F], F]:
-    r"""A decorator that fills the ``{NAME}`` lines of a docstring (module docstring).
+    r"""A decorator that fills the ``{NAME}`` lines of a docstring.
 
     Under ``python -OO`` docstrings are None and the decorator does nothing.
 

@@ -102,6 +102,13 @@ def check_global_normalisation(name: str, value: Any, normalize: bool) -> None:
         )
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` when it is True or False (NumPy bools too); TypeError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_reduction(reduction: Any) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(

@@ -41,7 +41,12 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from emphasis._validation import check_hyperparameter, check_transform, is_concrete_number
+from emphasis._validation import (
+    check_bool,
+    check_hyperparameter,
+    check_transform,
+    is_concrete_number,
+)
 
 __all__ = ["CCE", "GCE", "GR", "MAE", "Scheme"]
 
@@ -377,9 +382,7 @@ class GR(Scheme):
         set_(self, "lam", check_hyperparameter("lam", self.lam))
         set_(self, "eps", check_hyperparameter("eps", self.eps))
         set_(self, "transform", check_transform(self.transform))
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True or False, got {self.normalize!r}")
-        set_(self, "normalize", bool(self.normalize))
+        set_(self, "normalize", check_bool("normalize", self.normalize))
         set_(self, "reported_loss", _reported_scheme(self.reported_loss))
 
     def loss_value(self, log_p: Any, log_1mp: Any, xp: Any = np) -> Any:
