@@ -66,24 +66,19 @@ IntLike = int | np.integer[Any]
 class NoisyLabels(NamedTuple):
     """Result of a label-noise generator.
 
-    Attributes
-    ----------
-    labels : numpy.ndarray
-        The noisy labels, ``int64``, same shape as the clean labels given.
-    flipped : numpy.ndarray
-        Boolean mask of the same shape, ``True`` exactly where the noisy label differs
-        from the clean one (``flipped == (labels != clean)``).
-    realised_rate : float
-        ``flipped.mean()``: the fraction of labels actually changed; ``0.0`` for an
-        empty input.
+    Attributes:
+        labels: The noisy labels, ``int64``, same shape as the clean labels given.
+        flipped: Boolean mask of the same shape, ``True`` exactly where the noisy label
+            differs from the clean one (``flipped == (labels != clean)``).
+        realised_rate: ``flipped.mean()``: the fraction of labels actually changed;
+            ``0.0`` for an empty input.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> out = NoisyLabels(np.array([1, 1]), np.array([True, False]), 0.5)
-    >>> out.realised_rate
-    0.5
-    >>> labels, flipped, rate = out
+    Example:
+        >>> import numpy as np
+        >>> out = NoisyLabels(np.array([1, 1]), np.array([True, False]), 0.5)
+        >>> out.realised_rate
+        0.5
+        >>> labels, flipped, rate = out
     """
 
     labels: np.ndarray
@@ -233,28 +228,21 @@ def symmetric_transition_matrix(
 
     so the expected fraction of changed labels is ``r (K - 1) / K``.
 
-    Parameters
-    ----------
-    num_classes : int
-        ``K >= 2``.
-    rate : float
-        ``r`` in ``[0, 1]``.
-    include_true_class : bool, optional
-        Choose the convention (see above). Default ``False``.
+    Args:
+        num_classes: ``K >= 2``.
+        rate: ``r`` in ``[0, 1]``.
+        include_true_class: Choose the convention (see above). Default ``False``.
 
-    Returns
-    -------
-    numpy.ndarray
+    Returns:
         ``float64`` array of shape ``(K, K)``; every row sums to 1.
 
-    Examples
-    --------
-    >>> symmetric_transition_matrix(3, 0.3)
-    array([[0.7 , 0.15, 0.15],
-           [0.15, 0.7 , 0.15],
-           [0.15, 0.15, 0.7 ]])
-    >>> symmetric_transition_matrix(4, 0.4, include_true_class=True).diagonal()
-    array([0.7, 0.7, 0.7, 0.7])
+    Example:
+        >>> symmetric_transition_matrix(3, 0.3)
+        array([[0.7 , 0.15, 0.15],
+               [0.15, 0.7 , 0.15],
+               [0.15, 0.15, 0.7 ]])
+        >>> symmetric_transition_matrix(4, 0.4, include_true_class=True).diagonal()
+        array([0.7, 0.7, 0.7, 0.7])
     """
     k = _check_num_classes(num_classes)
     r = _check_rate(rate)
@@ -276,24 +264,18 @@ def pair_transition_matrix(num_classes: IntLike, rate: RealLike) -> np.ndarray:
 
         T[i, i] = 1 - r,   T[i, (i + 1) mod K] = r,   0 elsewhere.
 
-    Parameters
-    ----------
-    num_classes : int
-        ``K >= 2``.
-    rate : float
-        ``r`` in ``[0, 1]``.
+    Args:
+        num_classes: ``K >= 2``.
+        rate: ``r`` in ``[0, 1]``.
 
-    Returns
-    -------
-    numpy.ndarray
+    Returns:
         ``float64`` array of shape ``(K, K)``; every row sums to 1.
 
-    Examples
-    --------
-    >>> pair_transition_matrix(3, 0.25)
-    array([[0.75, 0.25, 0.  ],
-           [0.  , 0.75, 0.25],
-           [0.25, 0.  , 0.75]])
+    Example:
+        >>> pair_transition_matrix(3, 0.25)
+        array([[0.75, 0.25, 0.  ],
+               [0.  , 0.75, 0.25],
+               [0.25, 0.  , 0.75]])
     """
     k = _check_num_classes(num_classes)
     r = _check_rate(rate)
@@ -333,33 +315,25 @@ def symmetric_noise(
     ``transition_noise(labels, symmetric_transition_matrix(K, r,
     include_true_class=True))``.
 
-    Parameters
-    ----------
-    labels : array_like of int, shape (N,) or any shape
-        Clean class indices in ``[0, K)``.
-    rate : float
-        Noise rate ``r`` in ``[0, 1]``.
-    num_classes : int, optional
-        ``K >= 2``; defaults to ``labels.max() + 1``.
-    seed : None, int or numpy.random.Generator, optional
-        Randomness; an ``int`` makes the result reproducible.
+    Args:
+        labels: clean class indices in ``[0, K)``, any shape.
+        rate: Noise rate ``r`` in ``[0, 1]``.
+        num_classes: ``K >= 2``; defaults to ``labels.max() + 1``.
+        seed: Randomness; an ``int`` makes the result reproducible.
 
-    Returns
-    -------
-    NoisyLabels
+    Returns:
         ``labels`` (``int64``, input shape), ``flipped`` mask, ``realised_rate``.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> clean = np.arange(10) % 5
-    >>> out = symmetric_noise(clean, 0.4, seed=0)
-    >>> out.labels.shape, out.labels.dtype
-    ((10,), dtype('int64'))
-    >>> bool(np.all(out.flipped == (out.labels != clean)))
-    True
-    >>> symmetric_noise(clean, 1.0, seed=0).realised_rate
-    1.0
+    Example:
+        >>> import numpy as np
+        >>> clean = np.arange(10) % 5
+        >>> out = symmetric_noise(clean, 0.4, seed=0)
+        >>> out.labels.shape, out.labels.dtype
+        ((10,), dtype('int64'))
+        >>> bool(np.all(out.flipped == (out.labels != clean)))
+        True
+        >>> symmetric_noise(clean, 1.0, seed=0).realised_rate
+        1.0
     """
     r = _check_rate(rate)
     clean, k = _check_labels(labels, num_classes)
@@ -390,28 +364,20 @@ def pair_noise(
     majority label of every class, which no method can undo without knowing the
     permutation; experiments normally use ``r < 0.5``.
 
-    Parameters
-    ----------
-    labels : array_like of int, shape (N,) or any shape
-        Clean class indices in ``[0, K)``.
-    rate : float
-        Noise rate ``r`` in ``[0, 1]``.
-    num_classes : int, optional
-        ``K >= 2``; defaults to ``labels.max() + 1``.
-    seed : None, int or numpy.random.Generator, optional
-        Randomness; an ``int`` makes the result reproducible.
+    Args:
+        labels: clean class indices in ``[0, K)``, any shape.
+        rate: Noise rate ``r`` in ``[0, 1]``.
+        num_classes: ``K >= 2``; defaults to ``labels.max() + 1``.
+        seed: Randomness; an ``int`` makes the result reproducible.
 
-    Returns
-    -------
-    NoisyLabels
+    Returns:
         ``labels`` (``int64``, input shape), ``flipped`` mask, ``realised_rate``.
 
-    Examples
-    --------
-    >>> pair_noise([0, 1, 2], 1.0).labels
-    array([1, 2, 0])
-    >>> pair_noise([0, 1, 2], 0.0).flipped
-    array([False, False, False])
+    Example:
+        >>> pair_noise([0, 1, 2], 1.0).labels
+        array([1, 2, 0])
+        >>> pair_noise([0, 1, 2], 0.0).flipped
+        array([False, False, False])
     """
     r = _check_rate(rate)
     clean, k = _check_labels(labels, num_classes)
@@ -435,29 +401,22 @@ def transition_noise(
 
     The expected realised rate is ``mean_n (1 - T[y_n, y_n])``.
 
-    Parameters
-    ----------
-    labels : array_like of int, shape (N,) or any shape
-        Clean class indices in ``[0, K)``.
-    matrix : array_like, shape (K, K)
-        Row-stochastic: finite, non-negative, each row summing to 1 within ``1e-6``
-        (rows are renormalised exactly before sampling). ``K >= 2``.
-    seed : None, int or numpy.random.Generator, optional
-        Randomness; an ``int`` makes the result reproducible.
+    Args:
+        labels: clean class indices in ``[0, K)``, any shape.
+        matrix: (K, K) row-stochastic matrix: finite, non-negative, each row summing to 1
+            within ``1e-6`` (rows are renormalised exactly before sampling). ``K >= 2``.
+        seed: Randomness; an ``int`` makes the result reproducible.
 
-    Returns
-    -------
-    NoisyLabels
+    Returns:
         ``labels`` (``int64``, input shape), ``flipped`` mask, ``realised_rate``.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> transition_noise([0, 1, 2, 2], np.eye(3), seed=0).realised_rate
-    0.0
-    >>> swap = np.array([[0.0, 1.0], [1.0, 0.0]])
-    >>> transition_noise([0, 0, 1], swap, seed=0).labels
-    array([1, 1, 0])
+    Example:
+        >>> import numpy as np
+        >>> transition_noise([0, 1, 2, 2], np.eye(3), seed=0).realised_rate
+        0.0
+        >>> swap = np.array([[0.0, 1.0], [1.0, 0.0]])
+        >>> transition_noise([0, 0, 1], swap, seed=0).labels
+        array([1, 1, 0])
     """
     t = _check_matrix(matrix)
     k = t.shape[0]
@@ -495,23 +454,18 @@ def empirical_transition_matrix(
 
     Rows of classes that never occur in ``clean`` are NaN.
 
-    Parameters
-    ----------
-    clean, noisy : array_like of int, same shape
-        Clean and noisy class indices in ``[0, K)``.
-    num_classes : int, optional
-        ``K >= 2``; defaults to ``max(clean.max(), noisy.max()) + 1``.
+    Args:
+        clean: clean class indices in ``[0, K)``.
+        noisy: noisy class indices in ``[0, K)``, the shape of ``clean``.
+        num_classes: ``K >= 2``; defaults to ``max(clean.max(), noisy.max()) + 1``.
 
-    Returns
-    -------
-    numpy.ndarray
+    Returns:
         ``float64`` array of shape ``(K, K)``.
 
-    Examples
-    --------
-    >>> empirical_transition_matrix([0, 0, 1, 1], [0, 1, 1, 1])
-    array([[0.5, 0.5],
-           [0. , 1. ]])
+    Example:
+        >>> empirical_transition_matrix([0, 0, 1, 1], [0, 1, 1, 1])
+        array([[0.5, 0.5],
+               [0. , 1. ]])
     """
     c = _as_label_array(clean, "clean")
     n = _as_label_array(noisy, "noisy")
