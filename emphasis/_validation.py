@@ -54,11 +54,20 @@ def expected_range(name: str) -> str:
 def check_hyperparameter(name: str, value: Any) -> Any:
     """Check a concrete number against ``HYPERPARAMETER_RANGES[name]``; return it as float.
 
-    Non-concrete values (framework tensors) are returned unchanged.
+    Framework tensors (anything with a ``shape`` and a ``dtype`` that is not NumPy's) are
+    returned unchanged, for the adapter to check. Everything else that is not a real
+    scalar (bools, strings, lists, complex numbers, Decimals, NumPy arrays that are not
+    0-d) is refused by name: none of them may silently skip the range check.
     """
-    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be a real number, got {value!r}")
     if not is_concrete_number(value):
+        if isinstance(value, (np.ndarray, np.generic)):
+            if value.ndim != 0:
+                raise ValueError(
+                    f"{name} must be a real scalar, got an array of shape {value.shape}"
+                )
+            raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
+        if isinstance(value, bool) or not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise TypeError(f"{name} must be a real number, got {value!r}")
         return value
     number = float(value)
     if math.isnan(number) or math.isinf(number):  # math, not NumPy: torch.compile traces it

@@ -15,6 +15,7 @@ from emphasis import kernel
 from emphasis._layout import to_rows
 from emphasis._validation import (
     check_class_weight,
+    check_ignore_index,
     check_label_values,
     check_logits_values,
     check_reduction,
@@ -78,6 +79,7 @@ def prepare(
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    check_ignore_index(ignore_index)
     check_logits_values(logits)
     rows = to_rows(logits, labels, axis, np)
     num_classes = rows.logits.shape[-1]
