@@ -7,6 +7,12 @@ Importing it imports no deep-learning framework; the adapters are
 ``emphasis_torch``, ``emphasis_tf`` and ``emphasis_jax``.
 """
 
+from emphasis.dynamics import (
+    NoiseRateEstimate,
+    TrainingDynamics,
+    estimate_noise_rate,
+    find_label_issues,
+)
 from emphasis.functional import logit_grad, loss, loss_and_grad
 from emphasis.noise import (
     NoisyLabels,
@@ -28,12 +34,16 @@ __all__ = [
     "GR",
     "MAE",
     "BatchStats",
+    "NoiseRateEstimate",
     "NoisyLabels",
     "Scheme",
+    "TrainingDynamics",
     "__version__",
     "batch_stats",
     "effective_sample_size",
     "emphasis_spread",
+    "estimate_noise_rate",
+    "find_label_issues",
     "logit_grad",
     "loss",
     "loss_and_grad",

@@ -1,0 +1,345 @@
+"""Per-example training dynamics: which labels look wrong, and how many.
+
+A training run already computes, for every example it sees, the relevance score
+``p = softmax(z)[y]``, the margin ``z_y - max_{j != y} z_j`` between the labelled logit
+and the best other one, and the predicted class. :class:`TrainingDynamics` keeps their
+running means per example in O(N) memory, updated at any cadence (per batch or per
+epoch). From them:
+
+- :meth:`TrainingDynamics.scores`: minus the area under the margin (AUM, Pleiss et
+  al. 2020): examples whose label the model keeps disagreeing with have a negative
+  mean margin, so a higher score means more likely mislabelled;
+- :func:`estimate_noise_rate`: the fraction of mislabelled examples, from a
+  two-component Gaussian mixture fitted to the scores by EM;
+- :func:`find_label_issues`: the indices of the likely mislabelled examples, most
+  likely first, and :meth:`TrainingDynamics.suggested_labels` to relabel them.
+
+Everything here is NumPy; the adapters feed :meth:`TrainingDynamics.update_per_example`
+with the quantities their losses computed anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from emphasis import kernel
+from emphasis._validation import check_logits_values
+from emphasis._value_checks import label_message
+
+__all__ = ["NoiseRateEstimate", "TrainingDynamics", "estimate_noise_rate", "find_label_issues"]
+
+#: Margins are clipped to this magnitude: a row whose other logits are all -inf has an
+#: infinite margin, which would make every mean infinite.
+MAX_MARGIN = 1e6
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _integers(name: str, value: npt.ArrayLike) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-d (one entry per example), got shape {array.shape}")
+    return array.astype(np.int64)
+
+
+class TrainingDynamics:
+    """Running per-example means of p, the margin and prediction disagreements.
+
+    Args:
+        num_examples: N, the size of the training set; examples are named by their
+            index in ``[0, N)``, which every update passes.
+        num_classes: C >= 2.
+
+    Example:
+        >>> import numpy as np, emphasis
+        >>> dynamics = emphasis.TrainingDynamics(3, 2)
+        >>> logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+        >>> dynamics.update([0, 1, 2], logits, [0, 1, 1])  # example 2 looks mislabelled
+        >>> dynamics.scores()
+        array([-2., -1.,  3.])
+        >>> dynamics.suggested_labels()
+        array([0, 1, 0])
+    """
+
+    def __init__(self, num_examples: int, num_classes: int) -> None:
+        self.num_examples = _count("num_examples", num_examples, 1)
+        self.num_classes = _count("num_classes", num_classes, 2)
+        n = self.num_examples
+        self.count = np.zeros(n, np.int64)  #: updates seen per example
+        self._sum_p = np.zeros(n)
+        self._sum_margin = np.zeros(n)
+        self._disagreements = np.zeros(n, np.int64)
+        self.labels = np.full(n, -1, np.int64)  #: the label each example was seen with
+        self.last_prediction = np.full(n, -1, np.int64)  #: -1: never seen
+
+    def update(self, indices: npt.ArrayLike, logits: npt.ArrayLike, labels: npt.ArrayLike) -> None:
+        """Add one observation per row: ``logits`` (M, C) of examples ``indices`` (M,)
+        with their (noisy) training ``labels`` (M,)."""
+        logits = np.asarray(logits)
+        if logits.dtype.kind != "f":
+            raise TypeError(f"logits must be a floating-point array, got dtype {logits.dtype}")
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits must have shape (M, {self.num_classes}), got {logits.shape}")
+        logits = logits.astype(np.float64)
+        check_logits_values(logits)
+        labels = self._labels(labels, logits.shape[0])
+        with np.errstate(divide="ignore"):  # log 0 for a row with no other class left
+            rel = kernel.relevance(logits, labels, np)
+        z_y = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+        others = np.where(np.arange(self.num_classes) == labels[:, None], -np.inf, logits)
+        margin = z_y - np.max(others, axis=1)
+        predicted = np.argmax(logits, axis=1)
+        self.update_per_example(indices, labels, np.exp(rel.log_p), margin, predicted)
+
+    def update_per_example(
+        self,
+        indices: npt.ArrayLike,
+        labels: npt.ArrayLike,
+        p: npt.ArrayLike,
+        margin: npt.ArrayLike,
+        predicted: npt.ArrayLike,
+    ) -> None:
+        """Add observations computed elsewhere (an adapter's batch statistics): each
+        argument has one entry per example of ``indices``."""
+        index = self._indices(indices)
+        m = index.shape[0]
+        labels = self._labels(labels, m)
+        predicted = self._labels(predicted, m, "predicted")
+        p = self._floats("p", p, m)
+        if ((p < 0) | (p > 1)).any():
+            raise ValueError("p must hold probabilities in [0, 1]")
+        margin = np.clip(self._floats("margin", margin, m, allow_inf=True), -MAX_MARGIN, MAX_MARGIN)
+        seen = self.labels[index]
+        changed = (seen >= 0) & (seen != labels)
+        if changed.any():
+            i = int(np.argmax(changed))
+            raise ValueError(
+                f"labels: example {int(index[i])} was seen with label {int(seen[i])} and now "
+                f"with {int(labels[i])}; start a new TrainingDynamics after relabelling"
+            )
+        self.labels[index] = labels
+        self.count[index] += 1
+        self._sum_p[index] += p
+        self._sum_margin[index] += margin
+        self._disagreements[index] += predicted != labels
+        self.last_prediction[index] = predicted
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @property
+    def seen(self) -> np.ndarray:
+        """(N,) bool: examples with at least one update."""
+        return self.count > 0
+
+    def _mean(self, total: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.seen, total / self.count, np.nan)
+
+    @property
+    def mean_p(self) -> np.ndarray:
+        """(N,) the mean relevance score p over the updates (NaN: never seen)."""
+        return self._mean(self._sum_p)
+
+    @property
+    def area_under_margin(self) -> np.ndarray:
+        """(N,) the mean margin ``z_y - max_{j != y} z_j`` (AUM; NaN: never seen)."""
+        return self._mean(self._sum_margin)
+
+    @property
+    def disagreement(self) -> np.ndarray:
+        """(N,) the fraction of updates whose predicted class differed from the label."""
+        return self._mean(self._disagreements.astype(np.float64))
+
+    def scores(self) -> np.ndarray:
+        """(N,) minus the area under the margin: higher means more likely mislabelled
+        (NaN for examples never seen)."""
+        return -self.area_under_margin
+
+    def suggested_labels(self) -> np.ndarray:
+        """(N,) the last predicted class of each example (-1: never seen)."""
+        return self.last_prediction.copy()
+
+    # -- input checks ----------------------------------------------------------------------
+
+    def _indices(self, indices: npt.ArrayLike) -> np.ndarray:
+        index = _integers("indices", indices)
+        bad = (index < 0) | (index >= self.num_examples)
+        if bad.any():
+            raise ValueError(
+                f"indices must be in [0, {self.num_examples - 1}] (num_examples="
+                f"{self.num_examples}), got {int(index[bad][0])}"
+            )
+        unique, counts = np.unique(index, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"indices must not repeat within one update, got {int(unique[counts > 1][0])} "
+                f"{int(counts.max())} times"
+            )
+        return index
+
+    def _labels(self, labels: npt.ArrayLike, m: int, name: str = "labels") -> np.ndarray:
+        array = _integers(name, labels)
+        if array.shape[0] != m:
+            raise ValueError(f"{name} must have one entry per example ({m}), got {array.shape[0]}")
+        bad = (array < 0) | (array >= self.num_classes)
+        if bad.any():
+            i = int(np.argmax(bad))
+            message = label_message(self.num_classes, None, int(array[i]), i)
+            raise ValueError(message.replace("labels", name, 1))
+        return array
+
+    @staticmethod
+    def _floats(name: str, value: npt.ArrayLike, m: int, allow_inf: bool = False) -> np.ndarray:
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be a real array, got dtype {array.dtype}")
+        array = array.astype(np.float64)
+        if array.shape != (m,):
+            raise ValueError(f"{name} must have shape ({m},) (one per example), got {array.shape}")
+        if np.isnan(array).any() or (not allow_inf and np.isinf(array).any()):
+            raise ValueError(f"{name} must be finite, got {array[~np.isfinite(array)][0]}")
+        return array
+
+
+class NoiseRateEstimate(NamedTuple):
+    """A two-component Gaussian mixture fitted to the mislabelled scores."""
+
+    rate: float  #: estimated fraction of mislabelled examples (among those seen)
+    posterior: np.ndarray  #: (N,) P(mislabelled | score); NaN for examples never seen
+    means: tuple[float, float]  #: (clean, mislabelled) component means of the score
+    stds: tuple[float, float]  #: their standard deviations
+    iterations: int  #: EM iterations run
+
+
+def _scores_of(dynamics: TrainingDynamics | npt.ArrayLike) -> np.ndarray:
+    if isinstance(dynamics, TrainingDynamics):
+        return dynamics.scores()
+    scores = np.asarray(dynamics, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-d, got shape {scores.shape}")
+    return scores
+
+
+def estimate_noise_rate(
+    dynamics: TrainingDynamics | npt.ArrayLike, *, max_iterations: int = 500, tol: float = 1e-10
+) -> NoiseRateEstimate:
+    """The fraction of mislabelled examples, with each example's posterior.
+
+    Fits a two-component 1-d Gaussian mixture to the scores (:meth:`TrainingDynamics.
+    scores`, or any array of them; NaN entries are left out) by expectation
+    maximisation; the component with the higher mean is the mislabelled one and its
+    weight is the rate. Why this mixture: clean and mislabelled examples form two modes
+    of the margin (Pleiss et al. 2020, Fig. 1), and a Gaussian mixture over per-example
+    statistics is what DivideMix (Li et al. 2020) fits to losses; the margin is
+    unbounded, so a Beta mixture (Arazo et al. 2019) does not apply. When the scores do
+    not separate into two modes (all equal, or a single mode), the rate is 0.
+
+    Pass the estimate to :func:`emphasis.suggest` (``suggest(estimate.rate, C)``) after
+    a few warm-up epochs, then train with the suggested (beta, lam).
+
+    Example:
+        >>> import numpy as np, emphasis
+        >>> rng = np.random.default_rng(0)
+        >>> scores = np.concatenate([rng.normal(-3, 1, 800), rng.normal(2, 1, 200)])
+        >>> round(emphasis.estimate_noise_rate(scores).rate, 2)
+        0.2
+    """
+    scores = _scores_of(dynamics)
+    finite = np.isfinite(scores)
+    posterior = np.where(finite, 0.0, np.nan)
+    fit = _two_gaussians(scores[finite], max_iterations, tol)
+    if fit is None:
+        level = float(np.mean(scores[finite])) if finite.any() else math.nan
+        spread = float(np.std(scores[finite])) if finite.any() else math.nan
+        return NoiseRateEstimate(0.0, posterior, (level, level), (spread, spread), 0)
+    means, stds, responsibility, iterations = fit
+    noisy = int(np.argmax(means))
+    posterior[finite] = responsibility[:, noisy]
+    order = (1 - noisy, noisy)
+    return NoiseRateEstimate(
+        float(responsibility[:, noisy].mean()),
+        posterior,
+        (float(means[order[0]]), float(means[order[1]])),
+        (float(stds[order[0]]), float(stds[order[1]])),
+        iterations,
+    )
+
+
+def _two_gaussians(
+    x: np.ndarray, max_iterations: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """EM for a 1-d mixture of two Gaussians: (means, stds, responsibilities, iterations),
+    or None when ``x`` has a single mode (too few distinct values, or a component
+    empties)."""
+    spread = float(np.std(x)) if x.size >= 2 else 0.0
+    if spread == 0.0:
+        return None
+    floor = (1e-3 * spread) ** 2  # keeps a component from collapsing onto one point
+    means = np.quantile(x, [0.25, 0.9])
+    variances = np.full(2, spread**2 / 4)
+    weights = np.array([0.5, 0.5])
+    previous = -math.inf
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):  # noqa: B007 - returned below
+        log_density = (
+            np.log(weights)
+            - 0.5 * np.log(2 * np.pi * variances)
+            - 0.5 * (x[:, None] - means) ** 2 / variances
+        )
+        top = log_density.max(axis=1, keepdims=True)
+        log_total = top[:, 0] + np.log(np.exp(log_density - top).sum(axis=1))
+        responsibility = np.exp(log_density - log_total[:, None])
+        mass = responsibility.sum(axis=0)
+        if (mass < 1e-9 * x.size).any():
+            return None
+        log_likelihood = float(log_total.sum())
+        if log_likelihood - previous <= tol * abs(log_likelihood):
+            break
+        previous = log_likelihood
+        weights = mass / x.size
+        means = (responsibility * x[:, None]).sum(axis=0) / mass
+        variances = np.maximum(
+            (responsibility * (x[:, None] - means) ** 2).sum(axis=0) / mass, floor
+        )
+    return means, np.sqrt(variances), responsibility, iteration
+
+
+def find_label_issues(dynamics: TrainingDynamics, *, rate: float | None = None) -> np.ndarray:
+    """Indices of the likely mislabelled examples, most likely first.
+
+    The ``round(rate * seen)`` examples with the highest scores, ``rate`` defaulting to
+    :func:`estimate_noise_rate`'s estimate. Relabel them with
+    :meth:`TrainingDynamics.suggested_labels` and retrain from scratch (the paper's
+    supplementary Table 9 does so with the GR-trained model).
+
+    Example:
+        >>> import numpy as np, emphasis
+        >>> dynamics = emphasis.TrainingDynamics(3, 2)
+        >>> dynamics.update([0, 1, 2], np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), [0, 1, 1])
+        >>> emphasis.find_label_issues(dynamics, rate=1 / 3)
+        array([2])
+    """
+    if not isinstance(dynamics, TrainingDynamics):
+        raise TypeError(f"dynamics must be a TrainingDynamics, got {type(dynamics).__name__}")
+    scores = dynamics.scores()
+    seen = np.flatnonzero(np.isfinite(scores))
+    if rate is None:
+        rate = estimate_noise_rate(dynamics).rate
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
+        raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
+    count = round(float(rate) * seen.size)
+    order = seen[np.argsort(-scores[seen], kind="stable")]
+    return order[:count]
