@@ -31,7 +31,13 @@ from emphasis import kernel
 from emphasis._validation import check_logits_values
 from emphasis._value_checks import label_message
 
-__all__ = ["NoiseRateEstimate", "TrainingDynamics", "estimate_noise_rate", "find_label_issues"]
+__all__ = [
+    "NoiseRateEstimate",
+    "Totals",
+    "TrainingDynamics",
+    "estimate_noise_rate",
+    "find_label_issues",
+]
 
 #: Margins are clipped to this magnitude: a row whose other logits are all -inf has an
 #: infinite margin, which would make every mean infinite.
@@ -53,6 +59,18 @@ def _integers(name: str, value: npt.ArrayLike) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-d (one entry per example), got shape {array.shape}")
     return array.astype(np.int64)
+
+
+class Totals(NamedTuple):
+    """What :class:`TrainingDynamics` accumulates, one entry per example (an adapter that
+    accumulates on its device hands these over with :meth:`TrainingDynamics.from_totals`)."""
+
+    updates: np.ndarray  #: int64 number of updates
+    sum_p: np.ndarray  #: float64 sum of p
+    sum_margin: np.ndarray  #: float64 sum of the margins (each clipped to MAX_MARGIN)
+    disagreements: np.ndarray  #: int64 number of updates whose prediction was not the label
+    labels: np.ndarray  #: int64 the label seen (-1: never seen)
+    last_prediction: np.ndarray  #: int64 the last predicted class (-1: never seen)
 
 
 class TrainingDynamics:
@@ -84,6 +102,47 @@ class TrainingDynamics:
         self._disagreements = np.zeros(n, np.int64)
         self.labels = np.full(n, -1, np.int64)  #: the label each example was seen with
         self.last_prediction = np.full(n, -1, np.int64)  #: -1: never seen
+
+    def totals(self) -> Totals:
+        """Copies of the accumulated totals."""
+        return Totals(
+            self.count.copy(),
+            self._sum_p.copy(),
+            self._sum_margin.copy(),
+            self._disagreements.copy(),
+            self.labels.copy(),
+            self.last_prediction.copy(),
+        )
+
+    @classmethod
+    def from_totals(cls, num_classes: int, totals: Totals) -> TrainingDynamics:
+        """The dynamics of accumulated ``totals`` (checked for consistency)."""
+        arrays = [np.asarray(a) for a in totals]
+        n = arrays[0].shape[0] if arrays[0].ndim == 1 else 0
+        dynamics = cls(n, num_classes)
+        for name, array in zip(Totals._fields, arrays, strict=True):
+            if array.shape != (n,):
+                raise ValueError(f"totals.{name} must have shape ({n},), got {array.shape}")
+        count, sum_p, sum_margin, disagreements, labels, last = arrays
+        seen = count > 0
+        problems = {
+            "updates": count < 0,
+            "sum_p": ~((sum_p >= 0) & (sum_p <= count)),
+            "sum_margin": ~(np.abs(sum_margin) <= MAX_MARGIN * count),
+            "disagreements": (disagreements < 0) | (disagreements > count),
+            "labels": np.where(seen, (labels < 0) | (labels >= num_classes), labels != -1),
+            "last_prediction": np.where(seen, (last < 0) | (last >= num_classes), last != -1),
+        }
+        for name, bad in problems.items():
+            if bad.any():
+                raise ValueError(f"totals.{name} is inconsistent at example {int(np.argmax(bad))}")
+        dynamics.count = count.astype(np.int64)
+        dynamics._sum_p = sum_p.astype(np.float64)
+        dynamics._sum_margin = sum_margin.astype(np.float64)
+        dynamics._disagreements = disagreements.astype(np.int64)
+        dynamics.labels = labels.astype(np.int64)
+        dynamics.last_prediction = last.astype(np.int64)
+        return dynamics
 
     def update(self, indices: npt.ArrayLike, logits: npt.ArrayLike, labels: npt.ArrayLike) -> None:
         """Add one observation per row: ``logits`` (M, C) of examples ``indices`` (M,)

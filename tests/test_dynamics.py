@@ -178,3 +178,19 @@ def test_the_estimate_feeds_suggest():
     scores += np.random.default_rng(5).normal(0, 0.3, 100)
     estimate = emphasis.estimate_noise_rate(scores)
     assert emphasis.suggest(estimate.rate, 10) == emphasis.suggest(0.4, 10)
+
+
+def test_totals_round_trip_and_consistency_checks():
+    rng = np.random.default_rng(6)
+    dynamics = emphasis.TrainingDynamics(4, 3)
+    dynamics.update([0, 2], _rows(rng, 2, 3), [1, 2])
+    again = emphasis.TrainingDynamics.from_totals(3, dynamics.totals())
+    np.testing.assert_array_equal(again.scores(), dynamics.scores())
+    np.testing.assert_array_equal(again.suggested_labels(), dynamics.suggested_labels())
+    totals = dynamics.totals()
+    with pytest.raises(ValueError, match=r"totals\.labels is inconsistent at example 1"):
+        emphasis.TrainingDynamics.from_totals(3, totals._replace(labels=np.array([1, 0, 2, -1])))
+    with pytest.raises(ValueError, match=r"totals\.sum_p is inconsistent"):
+        emphasis.TrainingDynamics.from_totals(3, totals._replace(sum_p=totals.sum_p + 2))
+    with pytest.raises(ValueError, match=r"totals\.sum_margin must have shape \(4,\)"):
+        emphasis.TrainingDynamics.from_totals(3, totals._replace(sum_margin=np.zeros(3)))
