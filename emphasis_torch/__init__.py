@@ -15,6 +15,7 @@ try:
 except ImportError as err:
     raise ImportError('emphasis_torch needs PyTorch: pip install "emphasis[torch]"') from err
 
+from emphasis_torch.dynamics import TrainingDynamics
 from emphasis_torch.functional import BatchStats, cce_loss, gce_loss, gr_loss, mae_loss
 from emphasis_torch.modules import CCELoss, GCELoss, GRLoss, MAELoss
 
@@ -24,6 +25,7 @@ __all__ = [
     "GCELoss",
     "GRLoss",
     "MAELoss",
+    "TrainingDynamics",
     "cce_loss",
     "gce_loss",
     "gr_loss",
