@@ -37,6 +37,7 @@ __all__ = [
     "TrainingDynamics",
     "estimate_noise_rate",
     "find_label_issues",
+    "observations",
 ]
 
 #: Margins are clipped to this magnitude: a row whose other logits are all -inf has an
@@ -59,6 +60,21 @@ def _integers(name: str, value: npt.ArrayLike) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-d (one entry per example), got shape {array.shape}")
     return array.astype(np.int64)
+
+
+def observations(logits: Any, labels: Any, xp: Any = np) -> tuple[Any, Any]:
+    """(p, margin) of rows of logits (M, C) with labels (M,), in any array namespace.
+
+    ``p = softmax(z)[y]``; the margin ``z_y - max_{j != y} z_j`` is clipped to
+    ``[-MAX_MARGIN, MAX_MARGIN]`` (a row with no other class left has margin +inf).
+    Written once for the core and the adapters that accumulate on their device.
+    """
+    rel = kernel.relevance(logits, labels, xp)
+    z_y = xp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+    margin = xp.where(rel.rest_sum > 0, z_y - rel.rest_max, xp.full_like(z_y, MAX_MARGIN))
+    margin = xp.where(margin > MAX_MARGIN, xp.full_like(margin, MAX_MARGIN), margin)
+    margin = xp.where(margin < -MAX_MARGIN, xp.full_like(margin, -MAX_MARGIN), margin)
+    return xp.exp(rel.log_p), margin
 
 
 class Totals(NamedTuple):
@@ -156,12 +172,9 @@ class TrainingDynamics:
         check_logits_values(logits)
         labels = self._labels(labels, logits.shape[0])
         with np.errstate(divide="ignore"):  # log 0 for a row with no other class left
-            rel = kernel.relevance(logits, labels, np)
-        z_y = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
-        others = np.where(np.arange(self.num_classes) == labels[:, None], -np.inf, logits)
-        margin = z_y - np.max(others, axis=1)
+            p, margin = observations(logits, labels, np)
         predicted = np.argmax(logits, axis=1)
-        self.update_per_example(indices, labels, np.exp(rel.log_p), margin, predicted)
+        self.update_per_example(indices, labels, p, margin, predicted)
 
     def update_per_example(
         self,

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 import emphasis
-from emphasis.dynamics import MAX_MARGIN, Totals
+from emphasis.dynamics import Totals, observations
+from emphasis_torch._namespace import TorchNamespace
 
 __all__ = ["TrainingDynamics"]
 
@@ -123,11 +124,7 @@ class TrainingDynamics:
 
         label = torch.where(ok, label, seen.clamp(min=0))  # in range either way
         z = torch.where(ok, z, torch.zeros_like(z))  # NaN must not reach the totals
-        z_y = torch.gather(z, 1, label[:, None])[:, 0]
-        p = torch.exp(torch.gather(torch.log_softmax(z, dim=1), 1, label[:, None])[:, 0])
-        is_label = torch.arange(c, device=device) == label[:, None]
-        others = torch.where(is_label, torch.full_like(z, -torch.inf), z)
-        margin = torch.clamp(z_y - torch.amax(others, dim=1), -MAX_MARGIN, MAX_MARGIN)
+        p, margin = observations(z, label, TorchNamespace(device))
         predicted = torch.argmax(z, dim=1)
         weight = ok.to(torch.int64)
         self.updates.index_add_(0, safe, weight.expand_as(safe))
