@@ -30,6 +30,7 @@ except ImportError as err:
     ) from err
 
 from emphasis_tf import losses
+from emphasis_tf.dynamics import TrainingDynamicsCallback
 from emphasis_tf.losses import *  # noqa: F403
 
-__all__ = losses.__all__
+__all__ = [*losses.__all__, "TrainingDynamicsCallback"]
