@@ -127,6 +127,42 @@ def safe_labels(labels: Any, ignore_index: int, xp: Any = np) -> tuple[Any, Any]
     return xp.where(valid, labels, xp.zeros_like(labels)), valid
 
 
+class RowStatistics(NamedTuple):
+    """The only quantities of a row (M,) that need a pass over its C logits."""
+
+    z_label: Any  #: the labelled logit z_y
+    rest_max: Any  #: max of the other logits (-inf when all are -inf, or C = 1)
+    rest_sum: Any  #: sum_j!=y exp(z_j - max(rest_max, 0 if -inf)) (0 when all are -inf)
+
+
+def row_statistics(logits: Any, labels: Any, xp: Any = np) -> RowStatistics:
+    """z_y and the max and shifted sum of the non-target logits of each row.
+
+    This is the pass over (M, C); a fused kernel (emphasis_torch's Triton kernel)
+    computes the same three vectors and hands them to :func:`relevance_of`.
+    """
+    target = _one_hot(labels, logits.shape[-1], xp)
+    z_y = xp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+    rest = xp.where(target, xp.full_like(logits, -math.inf), logits)
+    m = xp.max(rest, axis=-1)
+    m_safe = xp.where(m > -math.inf, m, xp.zeros_like(m))
+    s = xp.sum(xp.exp(rest - m_safe[:, None]), axis=-1)
+    return RowStatistics(z_y, m, s)
+
+
+def relevance_of(stats: RowStatistics, xp: Any = np) -> Relevance:
+    """:class:`Relevance` from :class:`RowStatistics`: O(M), no pass over the logits."""
+    m = stats.rest_max
+    log_odds = (m - stats.z_label) + xp.log(stats.rest_sum)  # log((1 - p) / p), one rounding
+    zero = xp.zeros_like(log_odds)
+    return Relevance(
+        log_p=-xp.logaddexp(zero, log_odds),
+        log_1mp=-xp.logaddexp(zero, -log_odds),
+        rest_max=xp.where(m > -math.inf, m, xp.zeros_like(m)),
+        rest_sum=stats.rest_sum,
+    )
+
+
 def relevance(logits: Any, labels: Any, xp: Any = np) -> Relevance:
     """log p, log(1 - p) and the non-target log-sum-exp of each row.
 
@@ -138,20 +174,7 @@ def relevance(logits: Any, labels: Any, xp: Any = np) -> Relevance:
     A row whose target logit is -inf has p = 0; a row whose other logits are all
     -inf has p = 1. A row of only -infs has no softmax and gives NaN.
     """
-    target = _one_hot(labels, logits.shape[-1], xp)
-    z_y = xp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-    rest = xp.where(target, xp.full_like(logits, -math.inf), logits)
-    m = xp.max(rest, axis=-1)
-    m_safe = xp.where(m > -math.inf, m, xp.zeros_like(m))
-    s = xp.sum(xp.exp(rest - m_safe[:, None]), axis=-1)
-    log_odds = (m - z_y) + xp.log(s)  # log((1 - p) / p), one rounding in (m - z_y)
-    zero = xp.zeros_like(log_odds)
-    return Relevance(
-        log_p=-xp.logaddexp(zero, log_odds),
-        log_1mp=-xp.logaddexp(zero, -log_odds),
-        rest_max=m_safe,
-        rest_sum=s,
-    )
+    return relevance_of(row_statistics(logits, labels, xp), xp)
 
 
 def log_mean_weight(
@@ -232,6 +255,7 @@ def forward(
     valid: Any = None,
     example_weight: Any = None,
     all_reduce: AllReduce | None = None,
+    stats: RowStatistics | None = None,
 ) -> Forward:
     """Loss values and gradient coefficients of each row.
 
@@ -245,8 +269,10 @@ def forward(
             ``coef``: the caller multiplies the per-example loss by them, and the
             chain rule carries them into the gradient.
         all_reduce: see :func:`log_mean_weight`.
+        stats: the rows' :class:`RowStatistics` when a fused kernel computed them
+            (``logits`` is then not read).
     """
-    rel = relevance(logits, labels, xp)
+    rel = relevance_of(row_statistics(logits, labels, xp) if stats is None else stats, xp)
     if valid is None:
         valid = xp.ones_like(rel.log_p) > 0
     log_weight = scheme.log_weight(rel.log_p, rel.log_1mp, xp)
