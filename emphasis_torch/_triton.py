@@ -147,3 +147,45 @@ def grad_rows(
             BLOCK=_block(c, block),
         )
     return grad
+
+
+# -- as torch operators: torch.compile traces them as opaque calls (fullgraph) -----------
+
+
+@torch.library.custom_op("emphasis::row_statistics", mutates_args=())
+def row_statistics_op(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`row_statistics` as an operator: (z_label, rest_max, rest_sum), float32."""
+    return tuple(row_statistics(logits, labels))  # type: ignore[return-value]
+
+
+@row_statistics_op.register_fake
+def _(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    m = logits.shape[0]
+    return tuple(logits.new_empty(m, dtype=torch.float32) for _ in range(3))  # type: ignore[return-value]
+
+
+@torch.library.custom_op("emphasis::grad_rows", mutates_args=())
+def grad_rows_op(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    coef: torch.Tensor,
+    rest_max: torch.Tensor,
+    rest_sum: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`grad_rows` as an operator."""
+    return grad_rows(logits, labels, coef, rest_max, rest_sum)
+
+
+@grad_rows_op.register_fake
+def _(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    coef: torch.Tensor,
+    rest_max: torch.Tensor,
+    rest_sum: torch.Tensor,
+) -> torch.Tensor:
+    return torch.empty_like(logits)

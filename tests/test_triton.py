@@ -152,3 +152,24 @@ def test_refuses_what_it_does_not_compute():
         )
     with pytest.raises(ValueError, match=r"\(M, C\) rows"):
         _triton.row_statistics(torch.zeros(2, 3, 4), torch.zeros(2, dtype=torch.long))
+
+
+def test_operators_pass_opcheck_and_compile_without_graph_breaks():
+    z, y = _batch(20, rows=8)
+    z, y = z.to(torch.float32).to(DEVICE), y.to(DEVICE)
+    stats = _triton.row_statistics_op(z, y)
+    coef = torch.rand(8, device=DEVICE)
+    torch.library.opcheck(_triton.row_statistics_op, (z, y))
+    torch.library.opcheck(_triton.grad_rows_op, (z, y, coef, stats[1].clamp(min=0), stats[2]))
+    scheme = emphasis.GR(beta=8.0, lam=0.5)
+
+    def loss_and_grad(z, y):
+        rows = kernel.RowStatistics(*_triton.row_statistics_op(z, y))
+        out = kernel.forward(z, y, scheme, XP, stats=rows)
+        return out.loss, _triton.grad_rows_op(z, y, out.coef, out.rest_max, out.rest_sum)
+
+    eager = loss_and_grad(z, y)
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_and_grad, fullgraph=True)(z, y)
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(a, b)
