@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -420,6 +421,79 @@ def test_resume_refuses_a_checkpoint_with_other_settings(train_cifar, data10, tm
         ValueError, match=r"settings differ from the checkpoint \(lr: 0.1 -> 0.05\)"
     ):
         _train(train_cifar, data10, tmp_path, *common, "--resume", "--lr", "0.05")
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())}
+
+
+@pytest.mark.parametrize(
+    ("change", "difference"),
+    [
+        (["--iterations", "8"], "iterations: 6 -> 8"),
+        (["--lr", "0.05"], "lr: 0.1 -> 0.05"),
+        (["--batch-size", "5"], "batch_size: 4 -> 5"),
+    ],
+    ids=["iterations", "lr", "batch-size"],
+)
+def test_resume_of_a_finished_run_with_other_settings_is_refused_writing_nothing(
+    train_cifar, data10, tmp_path, change, difference
+):
+    common = ["--iterations", "6", "--run-name", "f"]
+    _train(train_cifar, data10, tmp_path, *common)
+    run = tmp_path / "f"
+    before = _files(run)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(run))}: settings differ from the checkpoint "
+                                         rf"\({difference}\)"):  # fmt: skip
+        _train(train_cifar, data10, tmp_path, *common, *change, "--resume")
+    assert _files(run) == before  # config.json (tables.py groups by it) and the rest untouched
+    # Without its checkpoint, a finished run is compared with its config.json.
+    (run / "checkpoint.pt").unlink()
+    before = _files(run)
+    with pytest.raises(ValueError, match=rf"config\.json \({difference}\)"):
+        _train(train_cifar, data10, tmp_path, *common, *change, "--resume")
+    assert _files(run) == before
+    # The same settings: skipped, nothing written.
+    assert _train(train_cifar, data10, tmp_path, *common, "--resume") == 0
+    assert _files(run) == before
+
+
+def test_refused_resume_of_an_unfinished_run_leaves_config_json_untouched(
+    train_cifar, data10, tmp_path
+):
+    common = ["--iterations", "6", "--run-name", "u"]
+    with pytest.raises(train_cifar.SimulatedKill):
+        _train(train_cifar, data10, tmp_path, *common, "--halt-after", "5")
+    run = tmp_path / "u"
+    before = _files(run)
+    with pytest.raises(ValueError, match=r"\(iterations: 6 -> 9, lr: 0.1 -> 0.05\)"):
+        _train(train_cifar, data10, tmp_path, *common, "--resume", "--lr", "0.05",
+               "--iterations", "9")  # fmt: skip
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_unreadable_checkpoint_is_refused_naming_its_path_and_the_way_out(
+    train_cifar, data10, tmp_path, damage
+):
+    common = ["--iterations", "6", "--run-name", "c"]
+    with pytest.raises(train_cifar.SimulatedKill):
+        _train(train_cifar, data10, tmp_path, *common, "--halt-after", "5")
+    path = tmp_path / "c" / "checkpoint.pt"
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    what = "is empty" if damage == "empty" else "is truncated or corrupt"
+    message = rf"{re.escape(str(path))} {what}.*delete it to restart the run"
+    with pytest.raises(train_cifar.CheckpointError, match=message):
+        train_cifar.load_checkpoint(path, "cpu")
+    before = _files(tmp_path / "c")
+    with pytest.raises(train_cifar.CheckpointError, match=message):
+        _train(train_cifar, data10, tmp_path, *common, "--resume")
+    assert _files(tmp_path / "c") == before
+    # Deleting it restarts the run from the beginning.
+    path.unlink()
+    assert _train(train_cifar, data10, tmp_path, *common, "--resume") == 0
+    assert json.loads((tmp_path / "c" / "final.json").read_text())["iterations"] == 6
 
 
 @pytest.mark.slow
