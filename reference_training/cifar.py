@@ -167,10 +167,29 @@ def _read_from_directory(directory: Path, names: Sequence[str], fmt: CifarFormat
     )
 
 
+def _members_by_name(
+    tar: tarfile.TarFile, archive: Path, fmt: CifarFormat
+) -> dict[str, tarfile.TarInfo]:
+    """The archive's regular files by base name; refuses an archive where two members have the
+    base name of one of ``fmt``'s files (which one is read would be a matter of order)."""
+    members: dict[str, list[tarfile.TarInfo]] = {}
+    for member in tar.getmembers():
+        if member.isfile():
+            members.setdefault(Path(member.name).name, []).append(member)
+    for name in fmt.train_files + fmt.test_files:
+        if len(members.get(name, [])) > 1:
+            raise CifarFormatError(
+                f"{archive}: ambiguous archive, {len(members[name])} members are named {name} "
+                f"({', '.join(m.name for m in members[name])}); expected one "
+                f"({fmt.directory}/{name}): remove the others or use the official archive"
+            )
+    return {name: found[0] for name, found in members.items()}
+
+
 def _read_from_archive(archive: Path, names: Sequence[str], fmt: CifarFormat) -> CifarSplit:
     parts = []
     with tarfile.open(archive, "r:*") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        members = _members_by_name(tar, archive, fmt)
         for name in names:
             member = members.get(name)
             if member is None:

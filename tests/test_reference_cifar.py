@@ -104,6 +104,36 @@ def test_reader_reads_the_unextracted_archive_without_extracting(tmp_path):
     assert sorted(p.name for p in archive.parent.iterdir()) == ["cifar-10-binary.tar.gz"]
 
 
+def _archive(tmp_path: Path, *extra: tuple[str, bytes]) -> Path:
+    """cifar-10-binary.tar.gz of write_cifar10's files, plus ``extra`` (name, bytes) members."""
+    source = tmp_path / "src"
+    write_cifar10(source)
+    archive = tmp_path / "data" / "cifar-10-binary.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+        for name, data in extra:
+            (source / "extra").write_bytes(data)
+            tar.add(source / "extra", arcname=name)
+    return archive
+
+
+def test_reader_refuses_an_archive_with_two_members_of_one_name(tmp_path):
+    other = _record((1,), _images(1, 9)[0]) * 4
+    archive = _archive(tmp_path, ("zzz/test_batch.bin", other))
+    message = (
+        rf"{re.escape(str(archive))}: ambiguous archive, 2 members are named test_batch\.bin "
+        r"\(cifar-10-batches-bin/test_batch\.bin, zzz/test_batch\.bin\)"
+    )
+    with pytest.raises(cifar.CifarFormatError, match=message):
+        cifar.load_split(archive.parent, "cifar10", train=False)
+    with pytest.raises(cifar.CifarFormatError, match=message):  # the whole archive is suspect
+        cifar.load_split(archive.parent, "cifar10", train=True)
+    # Other files of the same base name are no concern of the reader.
+    archive = _archive(tmp_path / "again", ("a/readme.html", b"x"), ("b/readme.html", b"y"))
+    assert len(cifar.load_split(archive.parent, "cifar10", train=False)) == 3
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
