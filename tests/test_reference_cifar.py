@@ -134,6 +134,48 @@ def test_reader_refuses_an_archive_with_two_members_of_one_name(tmp_path):
     assert len(cifar.load_split(archive.parent, "cifar10", train=False)) == 3
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.999, 40 / 10**6])
+def test_reader_names_a_truncated_archive(tmp_path, keep):
+    archive = _archive(tmp_path)
+    data = archive.read_bytes()
+    archive.write_bytes(data[: max(1, int(len(data) * keep))])
+    message = rf"{re.escape(str(archive))}: the archive is truncated or corrupt"
+    for train in (True, False):
+        with pytest.raises(cifar.CifarFormatError, match=message):
+            cifar.load_split(archive.parent, "cifar10", train=train)
+
+
+def test_reader_refuses_a_member_larger_than_the_real_file_before_reading_it(tmp_path):
+    import io
+    import tracemalloc
+
+    big = 10001 * 3073  # one record more than the real test_batch.bin (10000 x 3073 bytes)
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
+        info.size = big
+        tar.addfile(info, io.BytesIO(bytes(big)))
+    message = (
+        rf"{re.escape(str(archive))}:cifar-10-batches-bin/test_batch\.bin: {big} bytes, more "
+        r"than the 30730000 bytes of test_batch\.bin in cifar10 \(10000 records of 3073 bytes\)"
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(cifar.CifarFormatError, match=message):
+            cifar.load_split(tmp_path, "cifar10", train=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # the member was never read into memory
+    # The same cap for the extracted files (a sparse file: nothing to write).
+    write_cifar10(tmp_path / "dir")
+    path = tmp_path / "dir" / "cifar-10-batches-bin" / "data_batch_2.bin"
+    with open(path, "r+b") as handle:
+        handle.truncate(big)
+    with pytest.raises(cifar.CifarFormatError, match=rf"data_batch_2\.bin: {big} bytes, more"):
+        cifar.load_split(tmp_path / "dir", "cifar10", train=True)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -173,6 +215,51 @@ def test_reader_refuses_the_pickled_python_version(tmp_path):
         cifar.load_cifar(tmp_path, "cifar100")
     with pytest.raises(ValueError, match="dataset must be one of"):
         cifar.load_cifar(tmp_path, "svhn")
+
+
+def test_pickled_version_hint_names_the_directory_once(tmp_path):
+    pickled = tmp_path / "cifar-10-batches-py"
+    pickled.mkdir()
+    with pytest.raises(cifar.CifarFormatError) as info:
+        cifar.load_cifar(pickled, "cifar10")  # root is the pickled directory itself
+    assert f"Found {pickled}, the pickled python version" in str(info.value)
+    assert "cifar-10-batches-py/cifar-10-batches-py" not in str(info.value)
+
+
+def test_archive_of_the_right_name_that_is_no_tar_is_named(tmp_path):
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not a tar archive, but long enough" * 20)
+    with pytest.raises(
+        cifar.CifarFormatError,
+        match=r"cifar-10-binary\.tar\.gz: the archive is truncated or corrupt \(not a",
+    ):
+        cifar.load_cifar(tmp_path, "cifar10")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "argv", "message"),
+    [
+        ("cifar10", ["--train-size", "3"], r"train_size \(--train-size\) must be an integer in \[5, 50000\] for cifar10.*got 3"),
+        ("cifar10", ["--test-size", "0"], r"test_size \(--test-size\) must be an integer in \[1, 10000\]"),
+        ("cifar10", ["--train-size", "50001"], r"in \[5, 50000\].*got 50001"),
+        ("cifar100", ["--test-size", "10001"], r"test_size .* in \[1, 10000\] for cifar100"),
+        ("cifar100", ["--train-size", "-1"], r"train_size .* in \[1, 50000\] for cifar100"),
+    ],
+    ids=["cifar10-train-3", "cifar10-test-0", "cifar10-train-50001", "cifar100-test-10001",
+         "cifar100-train-negative"],
+)  # fmt: skip
+def test_synthetic_writer_refuses_sizes_the_reader_would_refuse(
+    tmp_path, capsys, dataset, argv, message
+):
+    with pytest.raises(SystemExit) as info:
+        cifar.main(["--write-synthetic", str(tmp_path / "d"), "--dataset", dataset, *argv])
+    assert info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "d").exists()  # nothing written
+    # The smallest sizes it accepts, the reader reads.
+    cifar.main(["--write-synthetic", str(tmp_path / "d"), "--dataset", dataset,
+                "--train-size", "5" if dataset == "cifar10" else "1", "--test-size", "1"])  # fmt: skip
+    train, test = cifar.load_cifar(tmp_path / "d", dataset)
+    assert (len(train), len(test)) == ((5, 1) if dataset == "cifar10" else (1, 1))
 
 
 def test_synthetic_writer_round_trips_through_the_reader(tmp_path):
