@@ -19,6 +19,11 @@ unpickling a file runs whatever code it contains.
 (``cifar-10-binary.tar.gz`` / ``cifar-100-binary.tar.gz``), which is read member by member in
 memory without extracting anything.
 
+No file is read that is larger than its counterpart in the real distribution (CIFAR-10: 10000
+records per batch; CIFAR-100: 50000 in train.bin, 10000 in test.bin): an archive member is
+refused by its declared size before it is inflated. A truncated or corrupt archive, and an
+archive with two members of the name of one of the files, are refused naming the archive.
+
 Also a writer of *synthetic* data in the same format (class-dependent patterns a ResNet learns in
 a few hundred iterations), to check the whole pipeline on a machine without CIFAR::
 
@@ -28,8 +33,10 @@ a few hundred iterations), to check the whole pipeline on a machine without CIFA
 from __future__ import annotations
 
 import argparse
+import lzma
 import os
 import tarfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +60,16 @@ class CifarFormat:
     label_index: int  # which label byte is the class (CIFAR-100: 1 = fine label)
     label_limits: tuple[int, ...]  # exclusive upper bound of each label byte
     num_classes: int
+    train_records: int  # records in each training file of the real distribution
+    test_records: int  # records in each test file of the real distribution
 
     @property
     def record_bytes(self) -> int:
         return self.label_bytes + PIXEL_BYTES
+
+    def max_records(self, name: str) -> int:
+        """The records in file ``name`` of the real distribution: no file read may hold more."""
+        return self.train_records if name in self.train_files else self.test_records
 
 
 FORMATS: dict[str, CifarFormat] = {
@@ -70,6 +83,8 @@ FORMATS: dict[str, CifarFormat] = {
         label_index=0,
         label_limits=(10,),
         num_classes=10,
+        train_records=10000,
+        test_records=10000,
     ),
     "cifar100": CifarFormat(
         name="cifar100",
@@ -81,6 +96,8 @@ FORMATS: dict[str, CifarFormat] = {
         label_index=1,
         label_limits=(20, 100),
         num_classes=100,
+        train_records=50000,
+        test_records=10000,
     ),
 }
 
@@ -90,6 +107,21 @@ PICKLED_DIRECTORIES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-
 
 class CifarFormatError(ValueError):
     """A file is missing or is not in the CIFAR binary format."""
+
+
+#: What reading a truncated or corrupt compressed archive raises (gzip, bzip2, xz, tar).
+ARCHIVE_ERRORS = (EOFError, OSError, tarfile.TarError, zlib.error, lzma.LZMAError)
+
+
+def _check_size(size: int, name: str, fmt: CifarFormat, source: str) -> None:
+    """Refuse, before reading it, a file larger than ``name`` of the real distribution."""
+    records = fmt.max_records(name)
+    limit = records * fmt.record_bytes
+    if size > limit:
+        raise CifarFormatError(
+            f"{source}: {size} bytes, more than the {limit} bytes of {name} in {fmt.name} "
+            f"({records} records of {fmt.record_bytes} bytes); not read"
+        )
 
 
 @dataclass(frozen=True)
@@ -162,23 +194,69 @@ def _read_from_directory(directory: Path, names: Sequence[str], fmt: CifarFormat
             f"{directory}: missing {', '.join(missing)} (the binary version of {fmt.name} has "
             f"{', '.join(fmt.train_files + fmt.test_files)})"
         )
+    for n in names:
+        _check_size((directory / n).stat().st_size, n, fmt, str(directory / n))
     return _concatenate(
         [parse_records((directory / n).read_bytes(), fmt, str(directory / n)) for n in names]
     )
 
 
+def _members_by_name(
+    tar: tarfile.TarFile, archive: Path, fmt: CifarFormat
+) -> dict[str, tarfile.TarInfo]:
+    """The archive's regular files by base name; refuses an archive where two members have the
+    base name of one of ``fmt``'s files (which one is read would be a matter of order)."""
+    members: dict[str, list[tarfile.TarInfo]] = {}
+    listed = tar.getmembers()
+    # Read past the end-of-archive marker to the end of the (compressed) stream, in blocks: a
+    # truncated gzip/bzip2/xz stream or a bad gzip checksum raises here, not never.
+    assert tar.fileobj is not None
+    while tar.fileobj.read(1 << 20):
+        pass
+    for member in listed:
+        if member.isfile():
+            members.setdefault(Path(member.name).name, []).append(member)
+    for name in fmt.train_files + fmt.test_files:
+        if len(members.get(name, [])) > 1:
+            raise CifarFormatError(
+                f"{archive}: ambiguous archive, {len(members[name])} members are named {name} "
+                f"({', '.join(m.name for m in members[name])}); expected one "
+                f"({fmt.directory}/{name}): remove the others or use the official archive"
+            )
+    return {name: found[0] for name, found in members.items()}
+
+
+def _truncated(archive: Path, error: BaseException) -> CifarFormatError:
+    return CifarFormatError(
+        f"{archive}: the archive is truncated or corrupt ({type(error).__name__}: {error}); "
+        "download it again"
+    )
+
+
 def _read_from_archive(archive: Path, names: Sequence[str], fmt: CifarFormat) -> CifarSplit:
     parts = []
-    with tarfile.open(archive, "r:*") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        for name in names:
-            member = members.get(name)
-            if member is None:
-                raise CifarFormatError(f"{archive}: has no member named {name}")
-            handle = tar.extractfile(member)
-            assert handle is not None  # a regular file always has a stream
-            parts.append(parse_records(handle.read(), fmt, f"{archive}:{member.name}"))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = _members_by_name(tar, archive, fmt)
+            for name in names:
+                member = members.get(name)
+                if member is None:
+                    raise CifarFormatError(f"{archive}: has no member named {name}")
+                source = f"{archive}:{member.name}"
+                _check_size(member.size, name, fmt, source)  # before inflating it
+                handle = tar.extractfile(member)
+                assert handle is not None  # a regular file always has a stream
+                parts.append(parse_records(handle.read(), fmt, source))
+    except ARCHIVE_ERRORS as error:
+        raise _truncated(archive, error) from None
     return _concatenate(parts)
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except ARCHIVE_ERRORS as error:
+        raise _truncated(path, error) from None
 
 
 def locate(root: str | os.PathLike[str], dataset: str) -> Path:
@@ -190,13 +268,21 @@ def locate(root: str | os.PathLike[str], dataset: str) -> Path:
         if (candidate / fmt.test_files[0]).is_file():
             return candidate
     for archive in (root / fmt.archive, root):
-        if archive.is_file() and tarfile.is_tarfile(archive):
+        if archive.is_file() and _is_archive(archive):
             return archive
-    pickled = root / PICKLED_DIRECTORIES[dataset]
+    if (root / fmt.archive).is_file():
+        raise CifarFormatError(
+            f"{root / fmt.archive}: the archive is truncated or corrupt (not a readable tar "
+            "archive); download it again"
+        )
+    # root may be the pickled version's directory itself: name it once, not inside itself.
+    pickled = (
+        root if root.name == PICKLED_DIRECTORIES[dataset] else root / PICKLED_DIRECTORIES[dataset]
+    )
     hint = (
         f" Found {pickled}, the pickled python version, which is not read (unpickling runs "
         f"arbitrary code): use the binary version instead."
-        if pickled.exists() or root.name == PICKLED_DIRECTORIES[dataset]
+        if pickled.exists()
         else ""
     )
     raise CifarFormatError(
@@ -279,6 +365,18 @@ def write_synthetic(
     (``root/cifar-10-batches-bin`` or ``root/cifar-100-binary``).
     """
     fmt = _format(dataset)
+    # The reader refuses an empty file and a file larger than the real one's: so must the writer.
+    for what, size, names in (
+        ("train", train_size, fmt.train_files),
+        ("test", test_size, fmt.test_files),
+    ):
+        most = len(names) * fmt.max_records(names[0])
+        if not (isinstance(size, (int, np.integer)) and len(names) <= size <= most):
+            raise ValueError(
+                f"{what}_size (--{what}-size) must be an integer in [{len(names)}, {most}] for "
+                f"{dataset}: its {len(names)} {what} file(s) need at least one image each and "
+                f"hold at most {fmt.max_records(names[0])} each, got {size!r}"
+            )
     rng = np.random.default_rng(seed)
     # Coarse patterns (4x4 blocks of 8x8 pixels), so that a class survives the 4-pixel shifts and
     # the flips of the augmentation.
@@ -314,9 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    where = write_synthetic(
-        args.write_synthetic, args.dataset, args.train_size, args.test_size, args.seed
-    )
+    try:
+        where = write_synthetic(
+            args.write_synthetic, args.dataset, args.train_size, args.test_size, args.seed
+        )
+    except ValueError as error:
+        parser.error(str(error))
     print(
         f"wrote synthetic {args.dataset} ({args.train_size} train, {args.test_size} test) to {where}"
     )

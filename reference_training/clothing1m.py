@@ -55,6 +55,7 @@ if __package__ in (None, ""):
 import emphasis
 from reference_training.resnet50 import resnet50
 from reference_training.train_cifar import (
+    CheckpointError,
     Context,
     Meters,
     SimulatedKill,
@@ -66,6 +67,7 @@ from reference_training.train_cifar import (
     rng_states,
     save_json,
     set_rng_states,
+    settings_differences,
     setup_context,
 )
 
@@ -460,11 +462,11 @@ class Trainer:
             raise ValueError(
                 f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}"
             )
-        differ = [k for k in self.result_settings if state["config"].get(k) != self.config[k]]
+        differ = settings_differences(state["config"], self.config, self.result_settings)
         if differ:
-            raise ValueError(
+            raise CheckpointError(
                 f"cannot resume {self.run_dir}: settings differ from the checkpoint "
-                f"({', '.join(differ)}); use --overwrite or another --run-name"
+                f"({', '.join(differ)}); use --overwrite to start again or another --run-name"
             )
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -624,7 +626,8 @@ def run_experiment(
         data = load()
         config = resolve(args, data)
         torch.backends.cudnn.benchmark = True
-        run_dir = prepare_run_dir(config, ctx)
+        # With --resume, refuses settings that differ from the saved run before writing anything.
+        run_dir = prepare_run_dir(config, ctx, trainer_class.result_settings, None)
         if run_dir is None:
             print(f"{Path(config['out_dir']) / config['run_name']} is finished; skipped")
             return 0

@@ -586,8 +586,85 @@ def save_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=True)
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read (empty, truncated, corrupt) or does not fit the command."""
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: torch.device | str, mmap: bool = False
+) -> dict[str, Any]:
+    """The state saved by ``Trainer.save_checkpoint`` (``torch.load(weights_only=True)``).
+
+    ``mmap=True`` maps the file instead of reading it (cheap: for looking at the settings).
+    Raises :class:`CheckpointError` naming ``path`` when the file is empty, truncated or corrupt.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except Exception as error:  # EOFError (0 bytes), RuntimeError (truncated zip), pickle errors
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        what = "is empty (0 bytes)" if size == 0 else "is truncated or corrupt"
+        raise CheckpointError(
+            f"{path} {what}, not a readable checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no details'}): delete it to "
+            "restart the run from the beginning, or pass --overwrite to start the run again"
+        ) from error
+    if not isinstance(state, dict) or "config" not in state:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this script (no saved settings): delete it to "
+            "restart the run from the beginning, or pass --overwrite to start the run again"
+        )
+    return state
+
+
+def settings_differences(
+    saved: dict[str, Any],
+    config: dict[str, Any],
+    settings: Sequence[str],
+    legacy: dict[str, Any] | None = None,
+) -> list[str]:
+    """``"name: old -> new"`` for each of ``settings`` whose saved value (``legacy``'s for a
+    setting saved before it existed) differs from ``config``'s."""
+    legacy = legacy or {}
+    out = []
+    for key in settings:
+        old = saved.get(key, legacy.get(key))
+        if old != config[key]:
+            out.append(f"{key}: {old!r} -> {config[key]!r}")
+    return out
+
+
+def check_resumable(
+    run_dir: Path,
+    config: dict[str, Any],
+    settings: Sequence[str],
+    legacy: dict[str, Any] | None = None,
+) -> None:
+    """Refuse to resume (or to skip as finished) ``run_dir`` when its saved settings differ from
+    ``config`` in any of ``settings`` (those that change the result). Reads only.
+
+    The saved settings are the checkpoint's; a finished run without a checkpoint is compared with
+    its config.json. An unfinished run without a checkpoint has nothing to keep: not checked.
+    """
+    checkpoint, config_json = run_dir / "checkpoint.pt", run_dir / "config.json"
+    if checkpoint.exists():
+        source, saved = "the checkpoint", load_checkpoint(checkpoint, "cpu", mmap=True)["config"]
+    elif (run_dir / "final.json").exists() and config_json.exists():
+        source = str(config_json)
+        try:
+            saved = json.loads(config_json.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(
+                f"{config_json} is not valid JSON ({error}): cannot tell whether the finished run "
+                "has the command's settings; pass --overwrite to start the run again"
+            ) from None
+    else:
+        return
+    differ = settings_differences(saved, config, settings, legacy)
+    if differ:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: settings differ from {source} ({', '.join(differ)}); "
+            "use --overwrite to start again or another --run-name"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -716,18 +793,13 @@ class Trainer:
             raise ValueError(
                 f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}"
             )
-        saved = state["config"]
-        differ = [
-            k for k in RESULT_SETTINGS if saved.get(k, LEGACY_SETTINGS.get(k)) != self.config[k]
-        ]
+        differ = settings_differences(
+            state["config"], self.config, RESULT_SETTINGS, LEGACY_SETTINGS
+        )
         if differ:
-            details = ", ".join(
-                f"{k}: {saved.get(k, LEGACY_SETTINGS.get(k))!r} -> {self.config[k]!r}"
-                for k in differ
-            )
-            raise ValueError(
-                f"cannot resume {self.run_dir}: settings differ from the checkpoint ({details}); "
-                "use --overwrite to start again or another --run-name"
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: settings differ from the checkpoint "
+                f"({', '.join(differ)}); use --overwrite to start again or another --run-name"
             )
         if state["world_size"] != self.world and self.ctx.is_main:
             print(
@@ -938,9 +1010,16 @@ def _progress_bar(start: int, total: int, name: str) -> Any:
     return tqdm(total=total, initial=start, desc=name, unit="it", dynamic_ncols=True)
 
 
-def prepare_run_dir(config: dict[str, Any], ctx: Context) -> Path | None:
+def prepare_run_dir(
+    config: dict[str, Any],
+    ctx: Context,
+    settings: Sequence[str] = RESULT_SETTINGS,
+    legacy: dict[str, Any] | None = LEGACY_SETTINGS,
+) -> Path | None:
     """Create the run directory; None when a finished run is to be skipped.
 
+    With --resume, a run whose saved settings differ from ``config`` in any of ``settings`` is
+    refused (:func:`check_resumable`) before anything is written, finished or not.
     Every rank makes the same decisions (from the same files) before rank 0 changes anything,
     so that an error stops all ranks rather than leaving some waiting at a barrier.
     """
@@ -952,6 +1031,8 @@ def prepare_run_dir(config: dict[str, Any], ctx: Context) -> Path | None:
             "skipped) or --overwrite to start again"
         )
     finished = (run_dir / "final.json").exists()
+    if config["resume"] and not config["overwrite"]:
+        check_resumable(run_dir, config, settings, legacy)
     ctx.barrier()
     if config["resume"] and not config["overwrite"] and finished:
         return None

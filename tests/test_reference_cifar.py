@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -103,6 +104,78 @@ def test_reader_reads_the_unextracted_archive_without_extracting(tmp_path):
     assert sorted(p.name for p in archive.parent.iterdir()) == ["cifar-10-binary.tar.gz"]
 
 
+def _archive(tmp_path: Path, *extra: tuple[str, bytes]) -> Path:
+    """cifar-10-binary.tar.gz of write_cifar10's files, plus ``extra`` (name, bytes) members."""
+    source = tmp_path / "src"
+    write_cifar10(source)
+    archive = tmp_path / "data" / "cifar-10-binary.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+        for name, data in extra:
+            (source / "extra").write_bytes(data)
+            tar.add(source / "extra", arcname=name)
+    return archive
+
+
+def test_reader_refuses_an_archive_with_two_members_of_one_name(tmp_path):
+    other = _record((1,), _images(1, 9)[0]) * 4
+    archive = _archive(tmp_path, ("zzz/test_batch.bin", other))
+    message = (
+        rf"{re.escape(str(archive))}: ambiguous archive, 2 members are named test_batch\.bin "
+        r"\(cifar-10-batches-bin/test_batch\.bin, zzz/test_batch\.bin\)"
+    )
+    with pytest.raises(cifar.CifarFormatError, match=message):
+        cifar.load_split(archive.parent, "cifar10", train=False)
+    with pytest.raises(cifar.CifarFormatError, match=message):  # the whole archive is suspect
+        cifar.load_split(archive.parent, "cifar10", train=True)
+    # Other files of the same base name are no concern of the reader.
+    archive = _archive(tmp_path / "again", ("a/readme.html", b"x"), ("b/readme.html", b"y"))
+    assert len(cifar.load_split(archive.parent, "cifar10", train=False)) == 3
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 40 / 10**6])
+def test_reader_names_a_truncated_archive(tmp_path, keep):
+    archive = _archive(tmp_path)
+    data = archive.read_bytes()
+    archive.write_bytes(data[: max(1, int(len(data) * keep))])
+    message = rf"{re.escape(str(archive))}: the archive is truncated or corrupt"
+    for train in (True, False):
+        with pytest.raises(cifar.CifarFormatError, match=message):
+            cifar.load_split(archive.parent, "cifar10", train=train)
+
+
+def test_reader_refuses_a_member_larger_than_the_real_file_before_reading_it(tmp_path):
+    import io
+    import tracemalloc
+
+    big = 10001 * 3073  # one record more than the real test_batch.bin (10000 x 3073 bytes)
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
+        info.size = big
+        tar.addfile(info, io.BytesIO(bytes(big)))
+    message = (
+        rf"{re.escape(str(archive))}:cifar-10-batches-bin/test_batch\.bin: {big} bytes, more "
+        r"than the 30730000 bytes of test_batch\.bin in cifar10 \(10000 records of 3073 bytes\)"
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(cifar.CifarFormatError, match=message):
+            cifar.load_split(tmp_path, "cifar10", train=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # the member was never read into memory
+    # The same cap for the extracted files (a sparse file: nothing to write).
+    write_cifar10(tmp_path / "dir")
+    path = tmp_path / "dir" / "cifar-10-batches-bin" / "data_batch_2.bin"
+    with open(path, "r+b") as handle:
+        handle.truncate(big)
+    with pytest.raises(cifar.CifarFormatError, match=rf"data_batch_2\.bin: {big} bytes, more"):
+        cifar.load_split(tmp_path / "dir", "cifar10", train=True)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -142,6 +215,51 @@ def test_reader_refuses_the_pickled_python_version(tmp_path):
         cifar.load_cifar(tmp_path, "cifar100")
     with pytest.raises(ValueError, match="dataset must be one of"):
         cifar.load_cifar(tmp_path, "svhn")
+
+
+def test_pickled_version_hint_names_the_directory_once(tmp_path):
+    pickled = tmp_path / "cifar-10-batches-py"
+    pickled.mkdir()
+    with pytest.raises(cifar.CifarFormatError) as info:
+        cifar.load_cifar(pickled, "cifar10")  # root is the pickled directory itself
+    assert f"Found {pickled}, the pickled python version" in str(info.value)
+    assert "cifar-10-batches-py/cifar-10-batches-py" not in str(info.value)
+
+
+def test_archive_of_the_right_name_that_is_no_tar_is_named(tmp_path):
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not a tar archive, but long enough" * 20)
+    with pytest.raises(
+        cifar.CifarFormatError,
+        match=r"cifar-10-binary\.tar\.gz: the archive is truncated or corrupt \(not a",
+    ):
+        cifar.load_cifar(tmp_path, "cifar10")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "argv", "message"),
+    [
+        ("cifar10", ["--train-size", "3"], r"train_size \(--train-size\) must be an integer in \[5, 50000\] for cifar10.*got 3"),
+        ("cifar10", ["--test-size", "0"], r"test_size \(--test-size\) must be an integer in \[1, 10000\]"),
+        ("cifar10", ["--train-size", "50001"], r"in \[5, 50000\].*got 50001"),
+        ("cifar100", ["--test-size", "10001"], r"test_size .* in \[1, 10000\] for cifar100"),
+        ("cifar100", ["--train-size", "-1"], r"train_size .* in \[1, 50000\] for cifar100"),
+    ],
+    ids=["cifar10-train-3", "cifar10-test-0", "cifar10-train-50001", "cifar100-test-10001",
+         "cifar100-train-negative"],
+)  # fmt: skip
+def test_synthetic_writer_refuses_sizes_the_reader_would_refuse(
+    tmp_path, capsys, dataset, argv, message
+):
+    with pytest.raises(SystemExit) as info:
+        cifar.main(["--write-synthetic", str(tmp_path / "d"), "--dataset", dataset, *argv])
+    assert info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "d").exists()  # nothing written
+    # The smallest sizes it accepts, the reader reads.
+    cifar.main(["--write-synthetic", str(tmp_path / "d"), "--dataset", dataset,
+                "--train-size", "5" if dataset == "cifar10" else "1", "--test-size", "1"])  # fmt: skip
+    train, test = cifar.load_cifar(tmp_path / "d", dataset)
+    assert (len(train), len(test)) == ((5, 1) if dataset == "cifar10" else (1, 1))
 
 
 def test_synthetic_writer_round_trips_through_the_reader(tmp_path):
@@ -420,6 +538,79 @@ def test_resume_refuses_a_checkpoint_with_other_settings(train_cifar, data10, tm
         ValueError, match=r"settings differ from the checkpoint \(lr: 0.1 -> 0.05\)"
     ):
         _train(train_cifar, data10, tmp_path, *common, "--resume", "--lr", "0.05")
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())}
+
+
+@pytest.mark.parametrize(
+    ("change", "difference"),
+    [
+        (["--iterations", "8"], "iterations: 6 -> 8"),
+        (["--lr", "0.05"], "lr: 0.1 -> 0.05"),
+        (["--batch-size", "5"], "batch_size: 4 -> 5"),
+    ],
+    ids=["iterations", "lr", "batch-size"],
+)
+def test_resume_of_a_finished_run_with_other_settings_is_refused_writing_nothing(
+    train_cifar, data10, tmp_path, change, difference
+):
+    common = ["--iterations", "6", "--run-name", "f"]
+    _train(train_cifar, data10, tmp_path, *common)
+    run = tmp_path / "f"
+    before = _files(run)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(run))}: settings differ from the checkpoint "
+                                         rf"\({difference}\)"):  # fmt: skip
+        _train(train_cifar, data10, tmp_path, *common, *change, "--resume")
+    assert _files(run) == before  # config.json (tables.py groups by it) and the rest untouched
+    # Without its checkpoint, a finished run is compared with its config.json.
+    (run / "checkpoint.pt").unlink()
+    before = _files(run)
+    with pytest.raises(ValueError, match=rf"config\.json \({difference}\)"):
+        _train(train_cifar, data10, tmp_path, *common, *change, "--resume")
+    assert _files(run) == before
+    # The same settings: skipped, nothing written.
+    assert _train(train_cifar, data10, tmp_path, *common, "--resume") == 0
+    assert _files(run) == before
+
+
+def test_refused_resume_of_an_unfinished_run_leaves_config_json_untouched(
+    train_cifar, data10, tmp_path
+):
+    common = ["--iterations", "6", "--run-name", "u"]
+    with pytest.raises(train_cifar.SimulatedKill):
+        _train(train_cifar, data10, tmp_path, *common, "--halt-after", "5")
+    run = tmp_path / "u"
+    before = _files(run)
+    with pytest.raises(ValueError, match=r"\(iterations: 6 -> 9, lr: 0.1 -> 0.05\)"):
+        _train(train_cifar, data10, tmp_path, *common, "--resume", "--lr", "0.05",
+               "--iterations", "9")  # fmt: skip
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_unreadable_checkpoint_is_refused_naming_its_path_and_the_way_out(
+    train_cifar, data10, tmp_path, damage
+):
+    common = ["--iterations", "6", "--run-name", "c"]
+    with pytest.raises(train_cifar.SimulatedKill):
+        _train(train_cifar, data10, tmp_path, *common, "--halt-after", "5")
+    path = tmp_path / "c" / "checkpoint.pt"
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    what = "is empty" if damage == "empty" else "is truncated or corrupt"
+    message = rf"{re.escape(str(path))} {what}.*delete it to restart the run"
+    with pytest.raises(train_cifar.CheckpointError, match=message):
+        train_cifar.load_checkpoint(path, "cpu")
+    before = _files(tmp_path / "c")
+    with pytest.raises(train_cifar.CheckpointError, match=message):
+        _train(train_cifar, data10, tmp_path, *common, "--resume")
+    assert _files(tmp_path / "c") == before
+    # Deleting it restarts the run from the beginning.
+    path.unlink()
+    assert _train(train_cifar, data10, tmp_path, *common, "--resume") == 0
+    assert json.loads((tmp_path / "c" / "final.json").read_text())["iterations"] == 6
 
 
 @pytest.mark.slow

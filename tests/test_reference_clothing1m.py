@@ -202,3 +202,23 @@ def test_table6_and_plan(tree, tmp_path, capsys):
     assert len(commands) == 3
     assert all("reference_training.clothing1m" in c and "--pretrained W" in c for c in commands)
     assert any("--loss gr --beta 16 --lam 1" in c for c in commands)
+
+
+def test_resume_with_other_settings_is_refused_before_anything_is_written(tree, tmp_path):
+    """Finished or not, a resume whose settings differ from the saved run is refused naming the
+    differences, with config.json, the checkpoint and the results untouched (issue 13)."""
+    root, _ = tree
+    out = tmp_path / "runs"
+    common = ["--from-scratch", "--loss", "cce", "--epochs", "1"]
+    clothing1m.main(_args(root, out, *common))
+    (run,) = out.iterdir()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(
+        ValueError, match=r"settings differ from the checkpoint \(iterations: 3 -> 6\)"
+    ):
+        clothing1m.main(_args(root, out, *common, "--epochs", "2", "--resume"))
+    with pytest.raises(ValueError, match=r"\(lr: 0.05 -> 0.1\)"):
+        clothing1m.main(_args(root, out, *common, "--lr", "0.1", "--resume"))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert clothing1m.main(_args(root, out, *common, "--resume")) == 0  # same settings: skipped
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
