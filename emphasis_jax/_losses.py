@@ -27,27 +27,19 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 import emphasis
+from emphasis import _value_checks as checks
 from emphasis import kernel
 from emphasis._docs import document
 from emphasis._layout import class_axes, to_rows
 from emphasis._validation import check_hyperparameter, check_ignore_index, is_concrete_number
-from emphasis._value_checks import (
-    Names,
-    bad_logit_rows,
-    label_message,
-    labels_out_of_range,
-    logits_row_message,
-)
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
 #: How the value checks word the way out for an example whose logits are all -inf.
-_NAMES = Names(leave_out="exclude it with `where`")
+_NAMES = checks.Names(leave_out="exclude it with `where`")
 
 
-# ----------------------------------------------------------------------------------------
-# The custom-derivative op
-# ----------------------------------------------------------------------------------------
+# -- The custom-derivative op ----------------------------------------------------------------------
 
 
 def _forward(key: Hashable, axis_name: Hashable, logits: Any, labels: Any, valid: Any, hyper: Any):
@@ -80,17 +72,14 @@ def _losses_jvp(key: Hashable, axis_name: Hashable, primals: tuple, tangents: tu
     if not isinstance(logits_dot, SymbolicZero):
         grad = kernel.grad_rows(logits, labels, out.coef, out.rest_max, out.rest_sum, jnp)
         tangent += jnp.sum(grad * logits_dot, axis=-1)
-    if any(not isinstance(t, SymbolicZero) for t in hyper_dot.values()):
+    live = {k: t for k, t in hyper_dot.items() if not isinstance(t, SymbolicZero)}
+    if live:
         # The value's own dependence on hyperparameters (GCE's q); GR's value (the
         # reported loss) does not depend on beta, lam or eps, so theirs is 0.
         def value(h: Any) -> Any:
-            return _forward(key, axis_name, logits, labels, valid, h).loss
+            return _forward(key, axis_name, logits, labels, valid, {**hyper, **h}).loss
 
-        zeros = {k: jnp.zeros_like(v) for k, v in hyper.items()}
-        hyper_dot = {
-            k: zeros[k] if isinstance(t, SymbolicZero) else t for k, t in hyper_dot.items()
-        }
-        tangent += jax.jvp(value, (hyper,), (hyper_dot,))[1]
+        tangent += jax.jvp(value, ({k: hyper[k] for k in live},), (live,))[1]
     return out.loss, tangent
 
 
@@ -99,19 +88,14 @@ def _losses_jvp(key: Hashable, axis_name: Hashable, primals: tuple, tangents: tu
 _losses.defjvp(_losses_jvp, symbolic_zeros=True)
 
 
-# ----------------------------------------------------------------------------------------
-# Arguments, layout and validation
-# ----------------------------------------------------------------------------------------
+# -- Arguments, layout and validation --------------------------------------------------------------
 
 
 def _known_hyperparameter(name: str, value: Any) -> Any:
-    """The value the core should validate: a float when known now, else the tracer.
-
-    Python and NumPy numbers and concrete JAX scalars (also under eager ``grad``) are
-    returned as floats, which the core checks (range, finiteness); traced values (inside
-    ``jit`` or ``vmap``) are returned unchanged and pass unchecked. The caller computes
-    with the original value, so that it stays differentiable.
-    """
+    """The value the core should validate: a float when known now (a number, a concrete
+    JAX scalar, also under eager ``grad``), else the tracer (under ``jit`` or ``vmap``),
+    which passes unchecked. The caller computes with the original value: it stays
+    differentiable."""
     if is_concrete_number(value) or value is None or isinstance(value, (bool, str, bytes)):
         return check_hyperparameter(name, value)  # a float, or the core's error
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
@@ -128,8 +112,7 @@ def _known_hyperparameter(name: str, value: Any) -> Any:
 
 
 def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any) -> tuple:
-    """Check the arguments and lay them out as rows: ``(z, y, valid, bad_label,
-    label_shape, dtype)``.
+    """The checked arguments as rows: ``(z, y, valid, bad_label, label_shape, dtype)``.
 
     ``z`` (M, C) is in the compute dtype, excluded rows zeroed and excluded classes -inf;
     ``y`` (M,) lies in [0, C) (0 where not valid); ``valid`` (M,) marks the rows that
@@ -155,12 +138,11 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
                 f"or of logits {logits.shape} (one per logit), got {where.shape}"
             )
     per_logit = where is not None and where.shape == logits.shape
-    if isinstance(axes, tuple):  # several class axes: move them last and flatten them
-        batch_axes = tuple(a for a in range(z.ndim) if a not in axes)
-        batch_shape = tuple(z.shape[a] for a in batch_axes)
+    if isinstance(axes, tuple):  # several class axes: moved last in order and flattened
 
         def classes_last(x: Any) -> Any:
-            return jnp.reshape(jnp.transpose(x, batch_axes + axes), (*batch_shape, -1))
+            x = jnp.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+            return jnp.reshape(x, (*x.shape[: x.ndim - len(axes)], -1))
 
         z, where, axes = classes_last(z), classes_last(where) if per_logit else where, -1
     rows = to_rows(z, labels, axes, jnp)
@@ -168,62 +150,58 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
     num_classes = z.shape[-1]
 
     valid = None  # None: every row counts (no masking pass over the logits)
-    excluded = None  # rows whose labelled class `where` removes
+    kept = None  # (M, C) the classes that `where` keeps, when it is given per logit
     if per_logit:
         kept = to_rows(where, labels, axes, jnp).logits
         valid = jnp.any(kept, axis=-1)
         z = jnp.where(kept, z, -jnp.inf)  # excluded classes leave the softmax
-        clipped = jnp.clip(y, 0, num_classes - 1)[:, None]
-        excluded = ~jnp.take_along_axis(kept, clipped, axis=-1)[:, 0]
     elif where is not None:
         valid = jnp.reshape(where, (-1,))
     if ignore_index is not None:
         valid = (y != ignore_index) if valid is None else valid & (y != ignore_index)
     counted = jnp.ones(y.shape, bool) if valid is None else valid
-    _check_values(z, y, counted, excluded, ignore_index)
+    _check_values(z, y, counted, kept, ignore_index)
     if valid is not None:
         # Excluded rows may hold anything (padding, NaN): zero them so that their zero
         # gradient stays zero (0 * NaN would not).
         z = jnp.where(valid[:, None], z, jnp.zeros_like(z))
-    bad_label = labels_out_of_range(y, counted, num_classes)
+    bad_label = checks.labels_out_of_range(y, counted, num_classes)
     valid = counted & ~bad_label
     y = jnp.where(valid, y, jnp.zeros_like(y))
     return z, y, valid, bad_label, rows.label_shape, logits.dtype
 
 
 @jax.jit
-def _first_problems(z: Any, y: Any, valid: Any, excluded: Any) -> Any:
+def _first_problems(z: Any, y: Any, valid: Any, kept: Any) -> Any:
     """The first counted row (or -1) with bad logits (the core's :func:`bad_logit_rows`),
-    with a label out of range, and with its labelled class excluded by ``where``."""
-    safe = jnp.clip(y, 0, z.shape[-1] - 1)
-    z_label = jnp.take_along_axis(z, safe[:, None], axis=-1)[:, 0]
-    rel = kernel.relevance(z, safe, jnp)
+    with a label out of range, and with its labelled class not ``kept`` by ``where``."""
+    safe = jnp.clip(y, 0, z.shape[-1] - 1)[:, None]
+    z_label = jnp.take_along_axis(z, safe, axis=-1)[:, 0]
+    excluded = False if kept is None else ~jnp.take_along_axis(kept, safe, axis=-1)[:, 0]
+    rel = kernel.relevance(z, safe[:, 0], jnp)
     flags = [
-        bad_logit_rows(z_label, rel.log_p, rel.rest_sum, valid),
-        labels_out_of_range(y, valid, z.shape[-1]),
-        valid & (False if excluded is None else excluded),
+        checks.bad_logit_rows(z_label, rel.log_p, rel.rest_sum, valid),
+        checks.labels_out_of_range(y, valid, z.shape[-1]),
+        valid & excluded,
     ]
-    return jnp.stack([jnp.where(jnp.any(f), jnp.argmax(f), -1) for f in flags])
+    return jnp.concatenate([jnp.nonzero(f, size=1, fill_value=-1)[0] for f in flags])
 
 
-def _check_values(z: Any, y: Any, valid: Any, excluded: Any, ignore_index: Any) -> None:
-    """The core's value checks, run when the values are known (not under jit or vmap).
-
-    One jitted pass on the device and one read decide whether anything is wrong; under
-    ``jit`` and ``vmap`` the values are unknown and nothing is checked here.
-    """
+def _check_values(z: Any, y: Any, valid: Any, kept: Any, ignore_index: Any) -> None:
+    """The core's value checks, run when the values are known (not under jit or vmap):
+    one jitted pass on the device and one read decide whether anything is wrong."""
     if z.shape[0] == 0:
-        return
+        return  # nothing to check (and jnp.nonzero ignores fill_value on empty input)
     z = jax.lax.stop_gradient(z)  # under eager grad: the values, readable on the host
-    problems = _first_problems(z, y, valid, excluded)
+    problems = _first_problems(z, y, valid, kept)
     if isinstance(problems, jax.core.Tracer):
         return
     logits_row, label_row, excluded_row = np.asarray(problems).tolist()
     if logits_row >= 0:
-        raise ValueError(logits_row_message(z[logits_row], logits_row, _NAMES))
+        raise ValueError(checks.logits_row_message(z[logits_row], logits_row, _NAMES))
     if label_row >= 0:
         value = int(y[label_row])
-        raise ValueError(label_message(z.shape[-1], ignore_index, value, label_row, _NAMES))
+        raise ValueError(checks.label_message(z.shape[-1], ignore_index, value, label_row, _NAMES))
     if excluded_row >= 0:
         raise ValueError(
             f"where excludes the labelled class of example {excluded_row} "
@@ -246,7 +224,8 @@ def _per_example(
 
     The core validates the scheme (ranges of the known values, ``normalize``,
     ``reported_loss``) with its messages; the op computes with the original values,
-    so that traced hyperparameters stay differentiable.
+    so that traced hyperparameters stay differentiable. The public functions pass
+    ``**locals()``: exactly their parameters.
     """
     names = scheme_class.HYPERPARAMETERS
     known = {k: _known_hyperparameter(k, v) if k in names else v for k, v in options.items()}
@@ -265,9 +244,7 @@ def _per_example(
     return jnp.reshape(losses, label_shape).astype(dtype)
 
 
-# ----------------------------------------------------------------------------------------
-# Public losses
-# ----------------------------------------------------------------------------------------
+# -- Public losses ---------------------------------------------------------------------------------
 
 
 _ARRAY_ARGS = """\
@@ -294,9 +271,6 @@ _document = document(
     ARRAY_ARGS=_ARRAY_ARGS,
     SELECTION_ARGS=_SELECTION_ARGS,
 )
-
-# Each public function passes its arguments on as they are: ``**locals()`` at the top of
-# its body holds exactly its parameters.
 
 
 @_document
