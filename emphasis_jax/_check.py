@@ -17,28 +17,18 @@ def runner() -> Runner:
         function = getattr(emphasis_jax, f"{case.scheme.name}_loss")
         valid = case.labels != case.ignore_index
         axis = case.axis if case.logits.ndim > 1 else -1
-        if axis != -1 and axis != case.logits.ndim - 1:
-            logits = np.moveaxis(case.logits, axis, -1)  # optax puts classes last
-        else:
-            logits = case.logits
+        options = {"axis": axis, "ignore_index": case.ignore_index, **case.scheme.kwargs()}
 
         def total(z: Any, y: Any) -> Any:
-            losses = function(z, y, ignore_index=case.ignore_index, **case.scheme.kwargs())
-            loss = reduce_per_example(
-                losses, valid, case.reduction, lambda x, t: x.astype(t), dtype, jnp
-            )
+            losses = function(z, y, **options)
+            loss = reduce_per_example(losses, valid, case.reduction, jnp.asarray, dtype, jnp)
             return jnp.sum(loss), loss
 
         with jax.enable_x64(dtype == "float64"):
             step = jax.grad(total, has_aux=True)
-            if mode == "jit":
-                step = jax.jit(step)
-            grad, loss = step(jnp.asarray(logits, dtype=dtype), jnp.asarray(case.labels))
-            grad = np.asarray(grad, dtype=np.float64)
-            loss = np.asarray(loss, dtype=np.float64)
-        if logits is not case.logits:
-            grad = np.moveaxis(grad, -1, axis)
-        return loss, grad
+            step = jax.jit(step) if mode == "jit" else step
+            grad, loss = step(jnp.asarray(case.logits, dtype=dtype), jnp.asarray(case.labels))
+            return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
 
     return run
 
