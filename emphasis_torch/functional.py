@@ -13,6 +13,7 @@ break, no host synchronisation); under ``torch.func.vmap`` they are skipped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -20,44 +21,27 @@ from typing import Any, NamedTuple
 import torch
 
 import emphasis
+from emphasis import _validation as validation
+from emphasis import _value_checks as values
 from emphasis import kernel
 from emphasis._docs import document
 from emphasis._layout import Rows, to_rows
-from emphasis._validation import (
-    check_global_normalisation,
-    check_ignore_index,
-    check_reduction,
-    expected_range,
-    hyperparameter_out_of_range,
-    range_message,
-)
-from emphasis._value_checks import (
-    Names,
-    bad_logit_rows,
-    bad_weights,
-    label_message,
-    labels_out_of_range,
-    logits_row_message,
-    not_one_hot,
-    one_hot_message,
-    weight_message,
-)
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
 
 __all__ = ["BatchStats", "cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
 Hyperparameter = float | torch.Tensor
-_NAMES = Names(logits="input", labels="target", labels_must="must hold class indices")
+_NAMES = values.Names(logits="input", labels="target", labels_must="must hold class indices")
 #: The constructor's fields of each scheme class (a constant: torch.compile traces a lookup).
-SCHEME_FIELDS = {
+SCHEME_FIELDS: dict[type[emphasis.Scheme], tuple[str, ...]] = {
     cls: tuple(field.name for field in dataclasses.fields(cls))
     for cls in (emphasis.GR, emphasis.CCE, emphasis.MAE, emphasis.GCE)
 }
 
 #: Docstring blocks of the functions; the Modules reuse them (:func:`emphasis._docs.document`).
 DOCS = {
-    "scalar": "a float or a 0-d tensor (a schedule that does not recompile under torch.compile)",
+    "scalar": "a float or a 0-d tensor",
     "INPUT_ARGS": """input: logits, (C,), (N, C) or (N, C, d1, ..., dk); float16, bfloat16,
     float32 or float64 (16-bit inputs compute in float32).
 target: class indices, (), (N,) or (N, d1, ..., dk), integer; or one-hot rows shaped
@@ -124,10 +108,8 @@ def run_checks(checks: list[Check]) -> None:
 
 def _is_vmapped(tensor: torch.Tensor) -> bool:
     """True inside torch.func.vmap, where value checks cannot read a flag back."""
-    functorch = getattr(torch._C, "_functorch", None)
-    if (
-        functorch is None or torch.compiler.is_compiling()
-    ):  # pragma: no cover - every supported torch has it
+    functorch = getattr(torch._C, "_functorch", None)  # every supported torch has it
+    if functorch is None or torch.compiler.is_compiling():  # pragma: no cover
         return False
     while functorch.is_functorch_wrapped_tensor(tensor):
         if functorch.is_batchedtensor(tensor):
@@ -157,16 +139,18 @@ def hyperparameter_checks(hyper: dict[str, Any], checks: list[Check] | None) -> 
             if checks is not None:
                 checks.append(
                     Check(
-                        hyperparameter_out_of_range(name, value),
-                        f"{name} must be {expected_range(name)}",
-                        lambda name=name, value=value: range_message(name, value),
+                        validation.hyperparameter_out_of_range(name, value),
+                        f"{name} must be {validation.expected_range(name)}",
+                        functools.partial(validation.range_message, name, value),
                     )
                 )
 
 
 def weight_check(weight: torch.Tensor) -> Check:
     """The class weights must be finite and non-negative."""
-    return Check(torch.any(bad_weights(weight)), weight_message(), weight_message)
+    return Check(
+        torch.any(values.bad_weights(weight)), values.weight_message(), values.weight_message
+    )
 
 
 def _first(mask: torch.Tensor) -> int:
@@ -213,8 +197,8 @@ def _loss(
 ) -> Any:
     check_tensor("input", input, "tensor of logits")
     check_tensor("target", target)
-    reduction = check_reduction(reduction)
-    check_ignore_index(ignore_index)
+    reduction = validation.check_reduction(reduction)
+    validation.check_ignore_index(ignore_index)
     checks: list[Check] | None = [] if validate and not _is_vmapped(input) else None
     key, hyper = scheme.split()
     hyperparameter_checks(hyper, checks)
@@ -224,7 +208,7 @@ def _loss(
     dtype = compute_dtype(input.dtype)
     xp = TorchNamespace(input.device)
     labels, valid = kernel.safe_labels(rows.labels, ignore_index, xp)
-    bad_labels = labels_out_of_range(labels, valid, num_classes)
+    bad_labels = values.labels_out_of_range(labels, valid, num_classes)
     # Out-of-range labels are reported by the checks; zeros keep indexing in bounds before
     # they run (and when they are off).
     labels = torch.where(bad_labels, torch.zeros_like(labels), labels)
@@ -245,7 +229,9 @@ def _loss(
 
     all_reduce = None
     if global_normalize:
-        check_global_normalisation("global_normalize=True", global_normalize, scheme.normalize)
+        validation.check_global_normalisation(
+            "global_normalize=True", global_normalize, scheme.normalize
+        )
         all_reduce = _all_reduce(process_group)
 
     out = emphasis_rows(
@@ -275,12 +261,12 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
     if input.ndim >= 1 and target.shape == input.shape:
         class_dim = 0 if input.ndim == 1 else 1
         if checks is not None:
-            bad = not_one_hot(target, class_dim, xp)
+            bad = values.not_one_hot(target, class_dim, xp)
 
             def explain() -> str:
                 i = _first(bad)
                 row = torch.movedim(target, class_dim, -1).reshape(-1, target.shape[class_dim])[i]
-                return one_hot_message(_NAMES, i, row.tolist())
+                return values.one_hot_message(_NAMES, i, row.tolist())
 
             checks.append(Check(torch.any(bad), "target: a row is not one-hot", explain))
         labels = torch.argmax(target, dim=class_dim)
@@ -310,16 +296,16 @@ def _append_value_checks(
     def explain_labels() -> str:
         i = _first(bad_labels)
         value = int(rows.labels.reshape(-1)[i])
-        return label_message(rows.logits.shape[-1], ignore_index, value, i, _NAMES)
+        return values.label_message(rows.logits.shape[-1], ignore_index, value, i, _NAMES)
 
     checks.append(Check(torch.any(bad_labels), "target: class index out of range", explain_labels))
     # This kernel differentiates ignored rows too: their bad logits count (ignored_too).
     z_label = torch.gather(rows.logits, 1, labels[:, None])[:, 0]
-    bad_rows = bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
+    bad_rows = values.bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
 
     def explain_rows() -> str:
         i = _first(bad_rows)
-        return logits_row_message(rows.logits[i].tolist(), i, _NAMES)
+        return values.logits_row_message(rows.logits[i].tolist(), i, _NAMES)
 
     checks.append(Check(torch.any(bad_rows), "input: NaN or +inf logits", explain_rows))
 
@@ -370,12 +356,14 @@ def _batch_stats(
         valid,
         TorchNamespace(valid.device),
     )
+    per_example = {
+        k: getattr(stats, k).reshape(label_shape) for k in ("p", "raw_weights", "weights")
+    }
+    # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
+    focus = emphasis.Scheme.rebuild(key, detached).focus
     return BatchStats(
-        p=stats.p.reshape(label_shape),
-        raw_weights=stats.raw_weights.reshape(label_shape),
-        weights=stats.weights.reshape(label_shape),
-        # The core's Scheme.focus keeps a tensor lam a tensor (no host sync).
-        focus=emphasis.Scheme.rebuild(key, detached).focus,
+        **per_example,
+        focus=focus,
         spread=stats.spread,
         effective_sample_size=stats.effective_sample_size,
     )

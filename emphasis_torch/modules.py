@@ -23,7 +23,7 @@ __all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss"]
 
 _DOCS = {
     **F.DOCS,
-    "scalar": "a float or a 0-d tensor (then a buffer, which a schedule may update in place)",
+    "scalar": "a float or a 0-d tensor (then a buffer)",
     "STATS_ARG": """track_stats: store the :class:`~emphasis_torch.BatchStats` of the last batch
     in ``last_stats`` (detached tensors; works under torch.compile).""",
 }
