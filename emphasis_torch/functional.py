@@ -195,6 +195,7 @@ def _loss(
     validate: bool,
     return_stats: bool,
 ) -> Any:
+    """The loss of ``scheme`` (the options as in :func:`gr_loss`)."""
     check_tensor("input", input, "tensor of logits")
     check_tensor("target", target)
     reduction = validation.check_reduction(reduction)
