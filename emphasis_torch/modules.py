@@ -1,30 +1,32 @@
 """``nn.Module`` losses, used like ``nn.CrossEntropyLoss``; they only store configuration.
 
-Each Module stores the keyword arguments of its function in
-:mod:`emphasis_torch.functional` and calls it once per forward. The class
-``weight`` is a registered buffer (it follows ``.to(device)`` and is saved in the
-``state_dict``), as are hyperparameters given as tensors: a schedule can then
-update them in place (``loss_fn.beta.fill_(12.0)``) without recompiling a
-``torch.compile``'d training step.
+Each Module calls its function in :mod:`emphasis_torch.functional` once per forward.
+The class ``weight`` and hyperparameters given as tensors are registered buffers:
+they follow ``.to(device)``, are saved in the ``state_dict``, and a schedule can update
+them in place (``loss_fn.beta.fill_(12.0)``) without recompiling a ``torch.compile``'d
+training step.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
 import emphasis
-from emphasis._validation import (
-    check_global_normalisation,
-    check_ignore_index,
-    check_reduction,
-)
+from emphasis._docs import document
+from emphasis._validation import check_global_normalisation, check_ignore_index, check_reduction
 from emphasis_torch import functional as F
 
 __all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss"]
+
+_DOCS = {
+    **F.DOCS,
+    "scalar": "a float or a 0-d tensor (then a buffer)",
+    "STATS_ARG": """track_stats: store the :class:`~emphasis_torch.BatchStats` of the last batch
+    in ``last_stats`` (detached tensors; works under torch.compile).""",
+}
 
 
 class _EmphasisLoss(nn.Module):
@@ -51,37 +53,43 @@ class _EmphasisLoss(nn.Module):
         **options: Any,
     ) -> None:
         super().__init__()
+        # A Module built with the deprecated name shows it in its repr, as before.
+        alias = options.get("global_batch") is not None
+        self._shown = {"global_normalize": "global_batch"} if alias else {}
+        options = F.renamed(options)
+        checks: list[F.Check] = []
         if weight is not None:
             if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
                 raise ValueError(f"weight must be a 1-d tensor (one per class), got {weight!r}")
-            if not weight.dtype.is_floating_point:
-                raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
-            if not bool(torch.all(torch.isfinite(weight) & (weight >= 0))):
-                raise ValueError("weight must be finite and non-negative")
+            F.check_tensor("weight", weight, "tensor")
+            checks.append(F.weight_check(weight))
         self.register_buffer("weight", weight)
         self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)
         self.validate = bool(validate)
         self.track_stats = bool(track_stats)
         self.last_stats = None
-        fields = {k: v for k, v in options.items() if k in self._scheme_fields()}
-        self._scheme_class(**fields)  # the core's checks of the scheme's settings
+        fields = F.SCHEME_FIELDS[self._scheme_class]
+        scheme = self._scheme_class(**{k: options[k] for k in fields})  # the core's checks
+        if "global_normalize" in options:
+            options["global_normalize"] = bool(options["global_normalize"])
+            check_global_normalisation(
+                "global_normalize=True", options["global_normalize"], scheme.normalize
+            )
+        F.hyperparameter_checks({k: options[k] for k in scheme.HYPERPARAMETERS}, checks)
+        F.run_checks(checks)
         self._options = tuple(options)
         for name, value in options.items():
             if isinstance(value, torch.Tensor):  # a hyperparameter a schedule may update
-                F.check_hyper_tensor_now(name, value)
                 self.register_buffer(name, value.detach().clone())
             else:
                 setattr(self, name, value)
 
-    @classmethod
-    def _scheme_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls._scheme_class))  # type: ignore[arg-type]
-
     @property
     def scheme(self) -> emphasis.Scheme:
         """The core scheme with this Module's hyperparameters."""
-        return self._scheme_class(**{k: getattr(self, k) for k in self._scheme_fields()})
+        fields = F.SCHEME_FIELDS[self._scheme_class]
+        return self._scheme_class(**{k: getattr(self, k) for k in fields})
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         result = type(self)._function(
@@ -100,8 +108,11 @@ class _EmphasisLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        parts = [f"{k}={_show(getattr(self, k))}" for k in self._options if k != "process_group"]
-        parts = [p for p in parts if p != "global_batch=False"]
+        parts = [
+            f"{self._shown.get(k, k)}={_show(getattr(self, k))}"
+            for k in self._options
+            if k != "process_group" and not (k == "global_normalize" and not self.global_normalize)
+        ]
         parts += [f"reduction={self.reduction!r}", f"ignore_index={self.ignore_index}"]
         if self.weight is not None:
             parts.append(f"weight=<{tuple(self.weight.shape)}>")
@@ -112,28 +123,20 @@ class _EmphasisLoss(nn.Module):
         return ", ".join(parts)
 
 
+@document(**_DOCS)
 class GRLoss(_EmphasisLoss):
-    r"""Gradient rescaling loss: a drop-in replacement for ``nn.CrossEntropyLoss``.
+    """Gradient rescaling loss: a drop-in replacement for ``nn.CrossEntropyLoss``.
 
-    Each example's CCE logit gradient is rescaled to L1 norm
-    ``w(p) = exp(beta p^lam (1 - p))``, p = softmax(z)[y]; the weights are
-    normalised to mean 1 over the batch (``normalize=True``) and faded near p = 1 by
-    ``eps``. The value returned is ``reported_loss`` (CCE by default); only the
-    gradient is GR's. See :func:`emphasis_torch.gr_loss` for the formula and every
-    argument.
+    The value is ``reported_loss`` (CCE by default); the logit gradient is GR's, as
+    in :func:`emphasis_torch.gr_loss`, whose docstring gives the formula.
 
     Args:
-        beta, lam, transform, normalize, eps, reported_loss, weight, ignore_index,
-        reduction, global_batch, process_group, validate: as in
-        :func:`emphasis_torch.gr_loss` (keyword-only). Tensor ``beta``/``lam``/``eps``
-        become buffers.
-        track_stats: store the :class:`~emphasis_torch.BatchStats` of the last batch
-            in ``last_stats`` (detached tensors; works under torch.compile).
+        {GR_ARGS}
+        {OPTIONS}
+        {GLOBAL_ARGS}
+        {STATS_ARG}
 
-    Shape:
-        - Input: (C), (N, C) or (N, C, d1, ..., dk) logits
-        - Target: (), (N) or (N, d1, ..., dk) class indices, or one-hot like Input
-        - Output: scalar; for ``reduction="none"`` the shape of the indices.
+    {SHAPE}
 
     Example::
 
@@ -164,38 +167,27 @@ class GRLoss(_EmphasisLoss):
         weight: torch.Tensor | None = None,
         ignore_index: int = -100,
         reduction: str = "mean",
-        global_batch: bool = False,
+        global_normalize: bool = False,
         process_group: Any = None,
         validate: bool = True,
         track_stats: bool = False,
+        global_batch: bool | None = None,
     ) -> None:
-        check_global_normalisation("global_batch=True", global_batch, normalize)
-        super().__init__(
-            beta=beta,
-            lam=lam,
-            transform=transform,
-            normalize=normalize,
-            eps=eps,
-            reported_loss=reported_loss,
-            global_batch=bool(global_batch),
-            process_group=process_group,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            validate=validate,
-            track_stats=track_stats,
-        )
+        _EmphasisLoss.__init__(**locals())
 
 
+@document(**_DOCS)
 class CCELoss(_EmphasisLoss):
-    r"""Categorical cross entropy with the core's gradient (w(p) = 2 (1 - p)).
+    """Categorical cross entropy with the core's gradient (w(p) = 2 (1 - p)).
 
     Same value and gradient as ``nn.CrossEntropyLoss`` (no label smoothing); a
-    baseline that shares GR's code path and statistics. See
-    :func:`emphasis_torch.cce_loss`.
+    baseline that shares GR's code path and statistics (:func:`emphasis_torch.cce_loss`).
 
-    Shape:
-        As :class:`GRLoss`.
+    Args:
+        {OPTIONS}
+        {STATS_ARG}
+
+    {SHAPE}
 
     Example::
 
@@ -206,14 +198,17 @@ class CCELoss(_EmphasisLoss):
 
     _function = staticmethod(F.cce_loss)
     _scheme_class = emphasis.CCE
-    # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
 
 
+@document(**_DOCS)
 class MAELoss(_EmphasisLoss):
-    r"""Mean absolute error ``2 (1 - p)`` with w(p) = 4 p (1 - p). See :func:`emphasis_torch.mae_loss`.
+    """Mean absolute error ``2 (1 - p)``, w(p) = 4 p (1 - p) (:func:`emphasis_torch.mae_loss`).
 
-    Shape:
-        As :class:`GRLoss`.
+    Args:
+        {OPTIONS}
+        {STATS_ARG}
+
+    {SHAPE}
 
     Example::
 
@@ -224,17 +219,18 @@ class MAELoss(_EmphasisLoss):
 
     _function = staticmethod(F.mae_loss)
     _scheme_class = emphasis.MAE
-    # __init__: _EmphasisLoss's (weight, ignore_index, reduction, validate, track_stats)
 
 
+@document(**_DOCS)
 class GCELoss(_EmphasisLoss):
-    r"""Generalised cross entropy ``(1 - p^q) / q``, w(p) = 2 p^q (1 - p). See :func:`emphasis_torch.gce_loss`.
+    """Generalised cross entropy ``(1 - p^q) / q``, w(p) = 2 p^q (1 - p) (:func:`emphasis_torch.gce_loss`).
 
     Args:
-        q: exponent in [0, 1], a float or a 0-d tensor (then a buffer).
+        {Q_ARG}
+        {OPTIONS}
+        {STATS_ARG}
 
-    Shape:
-        As :class:`GRLoss`.
+    {SHAPE}
 
     Example::
 
@@ -257,14 +253,7 @@ class GCELoss(_EmphasisLoss):
         validate: bool = True,
         track_stats: bool = False,
     ) -> None:
-        super().__init__(
-            q=q,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            validate=validate,
-            track_stats=track_stats,
-        )
+        _EmphasisLoss.__init__(**locals())
 
 
 def _show(value: Any) -> str:

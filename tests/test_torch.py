@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -705,3 +706,26 @@ def test_drop_in_for_cross_entropy_loss_in_a_training_step():
         optimizer.step()
     assert loss.shape == () and loss.requires_grad
     assert not torch.equal(model.weight, before)
+
+
+def test_global_normalize_and_its_deprecated_alias_global_batch():
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        emphasis_torch.gr_loss(_z(), _y(), global_normalize=True)
+    with pytest.raises(ValueError, match="needs normalize=True"):
+        emphasis_torch.gr_loss(_z(), _y(), normalize=False, global_normalize=True)
+    with pytest.raises(ValueError, match="needs normalize=True"):
+        emphasis_torch.GRLoss(normalize=False, global_normalize=True)
+    loss_fn = emphasis_torch.GRLoss(global_normalize=True)
+    assert loss_fn.global_normalize is True and "global_normalize=True" in repr(loss_fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name and the defaults do not warn
+        emphasis_torch.gr_loss(_z(), _y(), global_normalize=False)
+        assert "global_" not in repr(emphasis_torch.GRLoss())
+    z = _z()
+    with pytest.warns(DeprecationWarning, match="use global_normalize"):
+        expected = emphasis_torch.gr_loss(z, _y(), global_batch=False)
+    torch.testing.assert_close(expected, emphasis_torch.gr_loss(z, _y()))
+    with pytest.warns(DeprecationWarning, match="use global_normalize"):
+        old = emphasis_torch.GRLoss(global_batch=True)
+    # Same behaviour as before the rename, its repr included.
+    assert old.global_normalize is True and "global_batch=True" in repr(old)
