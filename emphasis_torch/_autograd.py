@@ -31,6 +31,13 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return getattr(torch, kernel.compute_dtype_name(str(dtype).removeprefix("torch.")))
 
 
+def _triton() -> Any:
+    """The Triton kernels, imported on first use (Triton is optional)."""
+    from emphasis_torch import _triton as triton_kernels
+
+    return triton_kernels
+
+
 def _hyper(value: Any, dtype: torch.dtype, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=dtype)
@@ -56,18 +63,23 @@ class _EmphasisRows(torch.autograd.Function):
         key: Hashable,
         hyper: tuple[Any, ...],
         all_reduce: kernel.AllReduce | None,
+        fused: bool,
     ) -> tuple[torch.Tensor, ...]:
         dtype = compute_dtype(logits.dtype)
         device = logits.device
         scheme = scheme_of(key, tuple(_hyper(value, dtype, device) for value in hyper))
+        stats = None
+        if fused:  # one pass of the Triton kernel instead of the torch ops' passes over (M, C)
+            stats = kernel.RowStatistics(*_triton().row_statistics_op(logits, labels))
         out = kernel.forward(
-            logits.to(dtype),
+            logits if fused else logits.to(dtype),
             labels,
             scheme,
             TorchNamespace(device),
             valid=valid,
             example_weight=example_weight,
             all_reduce=all_reduce,
+            stats=stats,
         )
         log_mean = out.log_mean_weight
         if not isinstance(log_mean, torch.Tensor):  # the scheme does not normalise
@@ -78,6 +90,7 @@ class _EmphasisRows(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         logits, labels = inputs[0], inputs[1]
         _, coef, rest_max, rest_sum, *rest = output
+        ctx.fused = inputs[-1]
         ctx.save_for_backward(logits, labels, coef, rest_max, rest_sum)
         ctx.mark_non_differentiable(coef, rest_max, rest_sum, *rest)
         ctx.set_materialize_grads(True)
@@ -87,20 +100,23 @@ class _EmphasisRows(torch.autograd.Function):
         logits, labels, coef, rest_max, rest_sum = ctx.saved_tensors
         dtype = compute_dtype(logits.dtype)
         with torch.no_grad():
-            grad = kernel.grad_rows(
-                logits.to(dtype),
-                labels,
-                coef * grad_loss,
-                rest_max,
-                rest_sum,
-                TorchNamespace(logits.device),
-            ).to(logits.dtype)
+            if ctx.fused:
+                grad = _triton().grad_rows_op(logits, labels, coef * grad_loss, rest_max, rest_sum)
+            else:
+                grad = kernel.grad_rows(
+                    logits.to(dtype),
+                    labels,
+                    coef * grad_loss,
+                    rest_max,
+                    rest_sum,
+                    TorchNamespace(logits.device),
+                ).to(logits.dtype)
         if torch.is_grad_enabled():
             # create_graph=True (or torch.func.grad): the result must not be differentiated
             # again, since this gradient is not a function torch can differentiate (for GR
             # it is no loss's gradient at all). Make any further differentiation raise.
             grad = _NoDoubleBackward.apply(grad, logits)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -148,9 +164,10 @@ def emphasis_rows(
     key: Hashable,
     hyper: tuple[Any, ...],
     all_reduce: kernel.AllReduce | None = None,
+    fused: bool = False,
 ) -> RowsOut:
     """Apply the op to rows: logits (M, C) in any float dtype, labels (M,) in [0, C)."""
     loss, _coef, _rest_max, rest_sum, log_p, log_weight, log_mean = _EmphasisRows.apply(
-        logits, labels, valid, example_weight, key, hyper, all_reduce
+        logits, labels, valid, example_weight, key, hyper, all_reduce, fused
     )
     return RowsOut(loss, log_p, rest_sum, log_weight, log_mean)

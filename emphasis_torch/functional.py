@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -23,7 +25,7 @@ import torch
 import emphasis
 from emphasis import _validation as validation
 from emphasis import _value_checks as values
-from emphasis import kernel
+from emphasis import kernel as core
 from emphasis._docs import document
 from emphasis._layout import Rows, to_rows
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
@@ -59,6 +61,10 @@ validate: run the value checks (:mod:`emphasis_torch.functional`); False skips t
 process_group: the ``torch.distributed`` group (the default group when None).
 global_batch: deprecated alias of ``global_normalize`` (a DeprecationWarning).""",
     "STATS_ARG": "return_stats: also return the :class:`BatchStats` of the batch.",
+    "KERNEL_ARG": """kernel: ``"auto"`` (the fused Triton kernels for 16- and 32-bit CUDA tensors
+    when Triton is installed, torch ops otherwise), ``"triton"`` (insist: a ValueError
+    says why when it cannot run; CPU tensors need ``TRITON_INTERPRET=1``) or
+    ``"torch"``. Both compute the same mathematics (:mod:`emphasis.kernel`).""",
     "RETURNS": """Returns:
     The loss: a scalar, or shaped like the class indices for ``reduction="none"``, in
     the dtype of ``input`` (float32 under autocast, as ``F.cross_entropy``). With
@@ -194,13 +200,15 @@ def _loss(
     process_group: Any = None,
     validate: bool,
     return_stats: bool,
+    kernel: str = "auto",
 ) -> Any:
     """The loss of ``scheme`` (the options as in :func:`gr_loss`)."""
     check_tensor("input", input, "tensor of logits")
     check_tensor("target", target)
     reduction = validation.check_reduction(reduction)
     validation.check_ignore_index(ignore_index)
-    checks: list[Check] | None = [] if validate and not _is_vmapped(input) else None
+    vmapped = _is_vmapped(input)
+    checks: list[Check] | None = [] if validate and not vmapped else None
     key, hyper = scheme.split()
     hyperparameter_checks(hyper, checks)
 
@@ -208,7 +216,7 @@ def _loss(
     logits, num_classes = rows.logits, int(rows.logits.shape[-1])
     dtype = compute_dtype(input.dtype)
     xp = TorchNamespace(input.device)
-    labels, valid = kernel.safe_labels(rows.labels, ignore_index, xp)
+    labels, valid = core.safe_labels(rows.labels, ignore_index, xp)
     bad_labels = values.labels_out_of_range(labels, valid, num_classes)
     # Out-of-range labels are reported by the checks; zeros keep indexing in bounds before
     # they run (and when they are off).
@@ -235,8 +243,9 @@ def _loss(
         )
         all_reduce = _all_reduce(process_group)
 
+    fused = _fused(kernel, logits, vmapped)
     out = emphasis_rows(
-        logits, labels, valid, example_weight, key, tuple(hyper.values()), all_reduce
+        logits, labels, valid, example_weight, key, tuple(hyper.values()), all_reduce, fused
     )
 
     if checks is not None:
@@ -247,7 +256,7 @@ def _loss(
         losses, example_weight = out.loss, valid.to(dtype)
     else:
         losses = out.loss * example_weight
-    value = kernel.reduce_losses(losses, example_weight, reduction, xp)
+    value = core.reduce_losses(losses, example_weight, reduction, xp)
     if reduction == "none":
         value = torch.reshape(value, rows.label_shape)
     value = value.to(_output_dtype(input))
@@ -311,6 +320,35 @@ def _append_value_checks(
     checks.append(Check(torch.any(bad_rows), "input: NaN or +inf logits", explain_rows))
 
 
+KERNELS = ("auto", "triton", "torch")
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _fused(kernel: str, logits: torch.Tensor, vmapped: bool) -> bool:
+    """Whether the Triton kernels compute this call (``kernel`` as in :func:`gr_loss`)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
+    if kernel == "torch":
+        return False
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    problem = ""
+    if not _triton_installed():
+        problem = 'Triton is not installed (pip install "triton")'
+    elif logits.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        problem = f"it computes 16- and 32-bit floats, got {logits.dtype}"
+    elif not (logits.is_cuda or (interpreted and logits.device.type == "cpu")):
+        problem = f"{logits.device.type} tensors need CUDA (or TRITON_INTERPRET=1 on CPU)"
+    elif vmapped:
+        problem = "it has no torch.func.vmap rule"
+    if kernel == "triton" and problem:
+        raise ValueError(f"kernel='triton' cannot run: {problem}")
+    return not problem and (kernel == "triton" or logits.is_cuda)
+
+
 def _output_dtype(input: torch.Tensor) -> torch.dtype:
     # Under autocast the loss is float32, as F.cross_entropy (on autocast's float32 list)
     # returns it; otherwise it has the dtype of the input.
@@ -324,7 +362,7 @@ def _output_dtype(input: torch.Tensor) -> torch.dtype:
     return input.dtype
 
 
-def _all_reduce(process_group: Any) -> kernel.AllReduce:
+def _all_reduce(process_group: Any) -> core.AllReduce:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
@@ -391,6 +429,7 @@ def gr_loss(
     process_group: Any = None,
     validate: bool = True,
     return_stats: bool = False,
+    kernel: str = "auto",
     global_batch: bool | None = None,
 ) -> Any:
     """Gradient rescaling (GR): the CCE logit gradient of each example rescaled to norm w(p).
@@ -403,6 +442,7 @@ def gr_loss(
         {OPTIONS}
         {GLOBAL_ARGS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {RETURNS}
 
@@ -433,6 +473,7 @@ def cce_loss(
     reduction: str = "mean",
     validate: bool = True,
     return_stats: bool = False,
+    kernel: str = "auto",
 ) -> Any:
     """Categorical cross entropy ``-log p`` with the core's gradient (w(p) = 2(1 - p)).
 
@@ -443,6 +484,7 @@ def cce_loss(
         {INPUT_ARGS}
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {RETURNS}
 
@@ -470,6 +512,7 @@ def mae_loss(
     reduction: str = "mean",
     validate: bool = True,
     return_stats: bool = False,
+    kernel: str = "auto",
 ) -> Any:
     """Mean absolute error ``||onehot(y) - softmax(z)||_1 = 2 (1 - p)``; w(p) = 4 p (1 - p).
 
@@ -477,6 +520,7 @@ def mae_loss(
         {INPUT_ARGS}
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {RETURNS}
 
@@ -504,6 +548,7 @@ def gce_loss(
     reduction: str = "mean",
     validate: bool = True,
     return_stats: bool = False,
+    kernel: str = "auto",
 ) -> Any:
     """Generalised cross entropy ``(1 - p**q) / q`` (Zhang & Sabuncu); w(p) = 2 p^q (1 - p).
 
@@ -512,6 +557,7 @@ def gce_loss(
         {Q_ARG}
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {RETURNS}
 

@@ -50,6 +50,7 @@ class _EmphasisLoss(nn.Module):
         reduction: str = "mean",
         validate: bool = True,
         track_stats: bool = False,
+        kernel: str = "auto",
         **options: Any,
     ) -> None:
         super().__init__()
@@ -67,6 +68,11 @@ class _EmphasisLoss(nn.Module):
         self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)
         self.validate = bool(validate)
+        if kernel not in F.KERNELS:
+            raise ValueError(
+                f"kernel must be one of {', '.join(map(repr, F.KERNELS))}, got {kernel!r}"
+            )
+        self.kernel = kernel
         self.track_stats = bool(track_stats)
         self.last_stats = None
         fields = F.SCHEME_FIELDS[self._scheme_class]
@@ -101,6 +107,7 @@ class _EmphasisLoss(nn.Module):
             reduction=self.reduction,
             validate=self.validate,
             return_stats=self.track_stats,
+            kernel=self.kernel,
         )
         if not self.track_stats:
             return result
@@ -120,6 +127,8 @@ class _EmphasisLoss(nn.Module):
             parts.append("track_stats=True")
         if not self.validate:
             parts.append("validate=False")
+        if self.kernel != "auto":
+            parts.append(f"kernel={self.kernel!r}")
         return ", ".join(parts)
 
 
@@ -135,6 +144,7 @@ class GRLoss(_EmphasisLoss):
         {OPTIONS}
         {GLOBAL_ARGS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {SHAPE}
 
@@ -171,6 +181,7 @@ class GRLoss(_EmphasisLoss):
         process_group: Any = None,
         validate: bool = True,
         track_stats: bool = False,
+        kernel: str = "auto",
         global_batch: bool | None = None,
     ) -> None:
         _EmphasisLoss.__init__(**locals())
@@ -186,6 +197,7 @@ class CCELoss(_EmphasisLoss):
     Args:
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {SHAPE}
 
@@ -207,6 +219,7 @@ class MAELoss(_EmphasisLoss):
     Args:
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {SHAPE}
 
@@ -229,6 +242,7 @@ class GCELoss(_EmphasisLoss):
         {Q_ARG}
         {OPTIONS}
         {STATS_ARG}
+        {KERNEL_ARG}
 
     {SHAPE}
 
@@ -252,6 +266,7 @@ class GCELoss(_EmphasisLoss):
         reduction: str = "mean",
         validate: bool = True,
         track_stats: bool = False,
+        kernel: str = "auto",
     ) -> None:
         _EmphasisLoss.__init__(**locals())
 

@@ -174,3 +174,58 @@ def test_operators_pass_opcheck_and_compile_without_graph_breaks():
     compiled = torch.compile(loss_and_grad, fullgraph=True)(z, y)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b)
+
+
+import emphasis_torch  # noqa: E402
+
+
+def _loss_and_grad(kernel_name, z, y, **kwargs):
+    z = z.clone().requires_grad_(True)
+    loss = emphasis_torch.gr_loss(z, y, kernel=kernel_name, **kwargs)
+    loss.backward(torch.ones_like(loss), retain_graph=True)
+    first = z.grad.clone()
+    z.grad = None
+    loss.backward(torch.ones_like(loss))  # retain_graph: a second backward, the same gradient
+    torch.testing.assert_close(z.grad, first)
+    return loss.detach(), first
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"beta": 12.0, "lam": 1.0, "eps": 0.0},
+        {"ignore_index": 1, "reduction": "sum"},
+        {"weight": torch.linspace(0.5, 2.0, 17)},
+        {"reported_loss": "gce", "normalize": False, "reduction": "none"},
+    ],
+)
+def test_the_loss_through_the_fused_kernels_equals_the_torch_ops(kwargs):
+    z, y = _batch(17, seed=3)
+    z, y = z.to(torch.float32).to(DEVICE), y.to(DEVICE)
+    fused = _loss_and_grad("triton", z, y, **kwargs)
+    plain = _loss_and_grad("torch", z, y, **kwargs)
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7)
+
+
+def test_n_d_inputs_modules_and_compile_take_the_fused_path():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(2, 5, 3, 4, generator=g).to(DEVICE)  # (N, C, d1, d2)
+    y = torch.randint(0, 5, (2, 3, 4), generator=g).to(DEVICE)
+    module = emphasis_torch.GRLoss(kernel="triton")
+    assert "kernel='triton'" in repr(module)
+    torch.testing.assert_close(module(z, y), emphasis_torch.gr_loss(z, y, kernel="torch"))
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda z, y: emphasis_torch.gr_loss(z, y, kernel="triton"), fullgraph=True
+    )
+    torch.testing.assert_close(compiled(z, y), emphasis_torch.gr_loss(z, y, kernel="torch"))
+
+
+def test_auto_keeps_cpu_tensors_on_the_torch_ops_and_float64_refuses_triton():
+    z, y = _batch(6)
+    with pytest.raises(ValueError, match="kernel='triton' cannot run: it computes 16- and 32-bit"):
+        emphasis_torch.gr_loss(z, y, kernel="triton")  # float64 stays on the torch ops
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        emphasis_torch.GRLoss(kernel="cuda")
