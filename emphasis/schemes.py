@@ -320,7 +320,7 @@ def _reported_scheme(value: Any) -> Scheme:
     if isinstance(value, Mapping) and value.get("name") in _REPORTED:  # Scheme.config()
         scheme = _REPORTED[value["name"]]
         settings = {k: v for k, v in value.items() if k != "name"}
-        if set(settings) <= {f.name for f in dataclasses.fields(scheme)}:
+        if set(settings) <= {f.name for f in dataclasses.fields(scheme)}:  # type: ignore[arg-type]
             return scheme(**settings)
     raise ValueError(
         "reported_loss must be 'cce', 'mae', 'gce', an instance CCE(), MAE(), GCE(q) or a "
