@@ -131,7 +131,9 @@ def _class_axis(pred_shape: tuple[int | None, ...], axis: int) -> int:
     return axis
 
 
-def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int) -> Any:
+def labels_to_indices(
+    y_true: Any, pred_shape: tuple[int | None, ...], axis: int
+) -> tuple[Any, Any, str]:
     """``(indices, bad, layout)``: int32 class indices from sparse or one-hot ``y_true``
     (decided by shape, like Keras: :func:`emphasis._layout.label_layout`), the shape of
     ``y_pred`` without the class axis; ``bad`` where a label is not an integer (sparse,
@@ -143,11 +145,8 @@ def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int
         raise TypeError(f"y_true must hold integer class indices or one-hot rows, got {dtype}")
     layout = label_layout(_static_shape(y_true), pred_shape, axis, (NAMES.logits, NAMES.labels))
     if layout == "one-hot":
-        return (
-            ops.cast(ops.argmax(y_true, axis=axis), "int32"),
-            not_one_hot(y_true, axis, ops),
-            layout,
-        )
+        indices = ops.cast(ops.argmax(y_true, axis=axis), "int32")
+        return indices, not_one_hot(y_true, axis, ops), layout
     if layout == "column":
         y_true = ops.squeeze(y_true, axis=axis)
     if keras.backend.is_float_dtype(dtype):  # Keras hands labels over as floats
@@ -182,10 +181,8 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
     """logits (M, C), labels (M,), valid (M,), example_weight (M,) -> losses (M,)."""
 
     def forward(logits: Any, labels: Any, valid: Any, example_weight: Any) -> Any:
-        return kernel.forward(
-            logits, labels, scheme, XP, valid=valid, example_weight=example_weight,
-            all_reduce=all_reduce,
-        )  # fmt: skip
+        weights = {"valid": valid, "example_weight": example_weight, "all_reduce": all_reduce}
+        return kernel.forward(logits, labels, scheme, XP, **weights)
 
     if not backend().autodiff:  # NumPy: the loss value only
         return lambda *args: forward(*args).loss

@@ -1,14 +1,5 @@
-"""Keras losses and functional forms: GR, CCE, MAE and GCE with the core's logit gradient.
-
-``GRLoss``, ``CCELoss``, ``MAELoss`` and ``GCELoss`` are ``keras.losses.Loss``
-subclasses, used like ``keras.losses.SparseCategoricalCrossentropy``::
-
-    model.compile(optimizer, loss=emphasis_tf.GRLoss(beta=8.0, lam=0.5))
-
-``gr_loss``, ``cce_loss``, ``mae_loss`` and ``gce_loss`` return per-example losses
-(no reduction), like ``keras.losses.sparse_categorical_crossentropy``, for custom
-training loops (``tf.GradientTape``, ``jax.grad``, ``torch.autograd``).
-"""
+"""The Keras losses (``GRLoss``, ...) and functional forms (``gr_loss``, ...) of
+:mod:`emphasis_tf`: the schemes of :mod:`emphasis` with the core's logit gradient."""
 
 from __future__ import annotations
 
@@ -33,6 +24,7 @@ def _options(
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(f"axis must be an integer (the class axis of y_pred), got {axis!r}")
     ignore_class = check_ignore_index(ignore_class, "ignore_class", optional=True)
+    global_normalize = check_bool("global_normalize", global_normalize)
     return Options(scheme, from_logits, axis, ignore_class, global_normalize)
 
 
@@ -262,18 +254,13 @@ class _EmphasisLoss(keras.losses.Loss):
     ) -> None:
         options = {k: kwargs.pop(k) for k in self._OPTIONS}
         self._scheme = self._SCHEME(**kwargs)
-        options = {k: check_bool(k, v) for k, v in options.items()}
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self._options = _options(self._scheme, from_logits, axis, ignore_class, **options)
         self.from_logits, self.axis, self.ignore_class, self.global_normalize = self._options[1:]
-        self._config = {
-            "from_logits": self.from_logits,
-            "axis": self.axis,
-            "ignore_class": self.ignore_class,
-            "dtype": None if dtype is None else self._dtype_policy.name,
-            **self._scheme.config(),
-            **options,
-        }
+        names = ("from_logits", "axis", "ignore_class", *self._OPTIONS)
+        self._config = {k: getattr(self, k) for k in names}
+        self._config["dtype"] = None if dtype is None else self._dtype_policy.name
+        self._config.update(self._scheme.config())
         self._reducer = _Precomputed(name=self.name, reduction=reduction, dtype=dtype)
 
     @property
