@@ -40,13 +40,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy emphasis emphasis_torch/_namespace.py
+	$(BIN)/mypy emphasis emphasis_torch/_namespace.py emphasis_tf/_namespace.py
 	$(BIN)/pytest -q
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy emphasis emphasis_torch/_namespace.py
+	$(BIN)/mypy emphasis emphasis_torch/_namespace.py emphasis_tf/_namespace.py
 
 format: venv
 	$(BIN)/ruff check --select I --fix .

@@ -54,10 +54,11 @@ def bad_logit_rows(
     """(M,) rows whose loss is undefined, read off the forward pass (O(M), not O(M C)).
 
     NaN anywhere in a row, +inf off the label or every logit -inf make ``log p`` NaN;
-    +inf at the label gives a silent p = 1, so it is read from ``z_label``. Only
-    ``valid`` rows are flagged, unless ``ignored_too``: an adapter whose kernel also
-    differentiates ignored rows (torch) flags theirs too, except rows of only -inf,
-    which stay allowed when ignored.
+    +inf at the label gives a silent p = 1, so it is read from ``z_label``. Any (M,)
+    value that is NaN exactly when log p is may stand for ``log_p`` (an adapter may pass
+    its per-example losses). Only ``valid`` rows are flagged, unless ``ignored_too``: an
+    adapter whose kernel also differentiates ignored rows (torch) flags theirs too,
+    except rows of only -inf, which stay allowed when ignored.
     """
     bad = (z_label == math.inf) | (log_p != log_p)
     if not ignored_too:
@@ -122,17 +123,21 @@ def label_message(
     example: Any = None,
     names: Names = NUMPY_NAMES,
 ) -> str:
-    """The message for a label out of range (``ignore_index`` None: nothing is ignored)."""
+    """The message for a label out of range (``ignore_index`` None: nothing is ignored;
+    ``value`` None: not known, as in an assert inside a graph)."""
     ignored = "" if ignore_index is None else f" or {names.ignore_index}={ignore_index}"
+    got = "" if value is None else f", got {value}"
     at = "" if example is None else f" (example {example})"
-    return f"{names.labels} {names.labels_must} in [0, {num_classes - 1}]{ignored}, got {value}{at}"
+    return f"{names.labels} {names.labels_must} in [0, {num_classes - 1}]{ignored}{got}{at}"
 
 
-def one_hot_message(names: Names, example: int, row: Any = None) -> str:
+def one_hot_message(names: Names, example: int | None, row: Any = None) -> str:
+    """``example`` None: not known, as in an assert inside a graph."""
     got = "" if row is None else f", got {np.ravel(np.asarray(row))[:8]}"
+    which = "an example" if example is None else f"example {example}"
     return (
         f"{names.labels} has the shape of {names.logits}, so its rows are read as one-hot "
-        f"labels along the class axis; example {example} is not one-hot (exactly one 1 and "
+        f"labels along the class axis; {which} is not one-hot (exactly one 1 and "
         f"zeros elsewhere{got}): soft or probability targets are not supported, since the "
         "weights w(p) need one label per example"
     )

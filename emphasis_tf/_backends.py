@@ -33,6 +33,11 @@ class Backend:
         """Whether an eager call runs the whole computation as one compiled function."""
         return False
 
+    def function(self, compute: Any, specs: dict[str, tuple[Any, Any]]) -> Any:
+        """``compute(tensors)`` compiled for a dict of tensors of the given ``(shape, dtype)``
+        (None: any size)."""
+        return compute
+
 
 class TensorFlow(Backend):
     autodiff = True
@@ -74,11 +79,9 @@ class TensorFlow(Backend):
         in the replica's own context."""
         return self.tf.executing_eagerly() and self._replicas() is None
 
-    def tensor_spec(self, shape: list[int | None], dtype: Any) -> Any:
-        return self.tf.TensorSpec(shape, dtype)
-
-    def function(self, compute: Any, specs: list[Any]) -> Any:
-        return self.tf.function(compute, input_signature=specs)
+    def function(self, compute: Any, specs: dict[str, tuple[Any, Any]]) -> Any:
+        signature = {k: self.tf.TensorSpec(shape, dtype) for k, (shape, dtype) in specs.items()}
+        return self.tf.function(compute, input_signature=[signature])
 
 
 class JAX(Backend):

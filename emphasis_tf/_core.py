@@ -16,9 +16,10 @@ The pipeline of one call:
 3. Rows: the class axis moved last and flattened to (M, C).
 4. The custom-gradient op maps logits (M, C) to per-example losses (M,); its VJP
    is :func:`emphasis.kernel.grad_rows` scaled by the upstream gradient.
-5. Bad values: raised as ``ValueError`` when the tensors are concrete (eager),
-   ``tf.debugging.Assert`` inside a TensorFlow graph, and a NaN loss and gradient
-   for the offending example everywhere (XLA drops asserts; ``jax.jit`` has none).
+5. Bad values (the core's checks, :mod:`emphasis._value_checks`): raised as
+   ``ValueError`` when the tensors are concrete (eager), ``tf.debugging.Assert``
+   inside a TensorFlow graph, and a NaN loss and gradient for the offending example
+   everywhere (XLA drops asserts; ``jax.jit`` has none).
 """
 
 from __future__ import annotations
@@ -32,30 +33,30 @@ import numpy as np
 from keras import ops
 
 from emphasis import kernel
+from emphasis._layout import class_axes, label_layout, sample_weight_shape
+from emphasis._value_checks import (
+    Names,
+    bad_logit_rows,
+    bad_weights,
+    label_message,
+    labels_out_of_range,
+    logits_row_message,
+    not_one_hot,
+    one_hot_message,
+    weight_message,
+)
 from emphasis.schemes import Scheme
 from emphasis_tf import _backends
+from emphasis_tf._namespace import XP
 
-
-class _KerasNamespace:
-    """``keras.ops`` for the kernel, with a ``logaddexp`` that keeps float64.
-
-    On the JAX and torch backends of Keras 3.15, ``ops.logaddexp`` of two float64
-    tensors returns float32, which would silently compute float64 input in single
-    precision (found by the cross-backend check). The rest is ``keras.ops``.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(ops, name)
-
-    @staticmethod
-    def logaddexp(a: Any, b: Any) -> Any:
-        # log(e^a + e^b) = max + log1p(exp(-|a - b|)); equal infinities never reach here
-        # (the kernel's first argument is always 0).
-        larger = ops.where(a > b, a, b)
-        return larger + ops.log1p(ops.exp(-ops.abs(a - b)))
-
-
-XP = _KerasNamespace()
+#: Keras's names of the arguments, for the core's messages.
+NAMES = Names(
+    logits="y_pred",
+    labels="y_true",
+    ignore_index="ignore_class",
+    labels_must="must hold integer class indices",
+    leave_out="ignore it with ignore_class",
+)
 
 
 def backend() -> _backends.Backend:
@@ -99,21 +100,18 @@ class Checks:
         self.mode = mode
         self.flags: list[Any] = []
 
-    def check(self, bad: Any, values: Any, describe: Any, *, in_graphs: bool = True) -> None:
-        """``describe(index, value)`` -> message; ``values`` is only read on failure.
-
-        ``in_graphs=False``: a check made only when values can be read (NaN logits,
-        negative sample weights), since in a graph they show as NaN losses anyway.
-        """
+    def check(self, bad: Any, values: Any, message: Any, graph_message: str | None) -> None:
+        """``message(index, value)`` names the first bad entry of ``values`` (a row when
+        2-d; only read on failure). ``graph_message`` is the assert's message inside a
+        graph; None: no assert (NaN logits and weights show as NaN losses anyway)."""
         if self.mode == "raise":
             if bool(ops.convert_to_numpy(ops.any(bad))):
-                # The first bad entry of values (a row when 2-d), as NumPy.
-                index = int(np.argmax(np.asarray(ops.convert_to_numpy(bad))))
-                raise ValueError(describe(index, np.asarray(ops.convert_to_numpy(values))[index]))
+                index = int(np.argmax(ops.convert_to_numpy(bad)))
+                raise ValueError(message(index, ops.convert_to_numpy(values)[index]))
         elif self.mode == "collect":
             self.flags.append(ops.any(bad))
-        elif in_graphs:
-            backend().graph_assert(bad, describe(None, None))
+        elif graph_message is not None:
+            backend().graph_assert(bad, graph_message)
 
     def any_flag(self) -> Any:
         return functools.reduce(ops.logical_or, self.flags, ops.convert_to_tensor(False))
@@ -124,12 +122,8 @@ def _static_shape(x: Any) -> tuple[int | None, ...]:
 
 
 def _class_axis(pred_shape: tuple[int | None, ...], axis: int) -> int:
-    ndim = len(pred_shape)
-    if ndim == 0:
-        raise ValueError("y_pred must have a class axis, got a scalar")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for y_pred of shape {pred_shape}")
-    axis %= ndim
+    """The core's :func:`~emphasis._layout.class_axes`; the class axis must be static."""
+    axis = class_axes(axis, pred_shape, "y_pred")
     if pred_shape[axis] is None:
         raise ValueError(
             f"the class axis ({axis}) of y_pred must have a static size, got shape {pred_shape}"
@@ -137,98 +131,29 @@ def _class_axis(pred_shape: tuple[int | None, ...], axis: int) -> int:
     return axis
 
 
-def _compatible(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> bool:
-    return len(a) == len(b) and all(
-        x is None or y is None or x == y for x, y in zip(a, b, strict=True)
-    )
-
-
-class Labels(NamedTuple):
-    indices: Any  #: int32 class indices, the shape of y_pred without the class axis
-    bad: Any  #: bool, same shape: not an integer (sparse) or not one-hot
-    kind: str  #: "sparse" or "one-hot"
-
-
-def label_layout(
-    true_shape: tuple[int | None, ...], pred_shape: tuple[int | None, ...], axis: int
-) -> str:
-    """ "sparse", "column" (a class axis of size 1) or "one-hot"; ValueError otherwise.
-
-    ``None`` sizes (unknown in a graph) match anything.
-    """
-    expected = pred_shape[:axis] + pred_shape[axis + 1 :]
-    if len(true_shape) == len(pred_shape):
-        if true_shape[axis] == 1 and _compatible(
-            true_shape[:axis] + true_shape[axis + 1 :], expected
-        ):
-            return "column"
-        if pred_shape[axis] != 1 and _compatible(true_shape, pred_shape):
-            return "one-hot"
-    elif _compatible(true_shape, expected):
-        return "sparse"
-    raise ValueError(
-        f"y_true must hold integer class indices of shape {expected} (or one-hot rows of "
-        f"shape {pred_shape}) for y_pred of shape {pred_shape} with the class axis {axis}, "
-        f"got shape {true_shape}"
-    )
-
-
-def sample_weight_shape(
-    weight_shape: tuple[int | None, ...], label_shape: tuple[int | None, ...]
-) -> tuple[int | None, ...]:
-    """The shape sample weights take before broadcasting to the per-example losses.
-
-    Keras-style weights: one per example ((N,) or (N, 1)), or the shape of the
-    losses; trailing axes are added. ValueError when they cannot broadcast.
-    """
-    rank = len(label_shape)
-    shape = tuple(weight_shape)
-    if len(shape) == rank + 1 and shape[-1] == 1:
-        shape = shape[:-1]
-    if 0 < len(shape) < rank:
-        shape = shape + (1,) * (rank - len(shape))
-    fits = len(shape) == 0 or (
-        len(shape) == rank
-        and all(
-            w in (None, 1) or n is None or w == n for w, n in zip(shape, label_shape, strict=True)
-        )
-    )
-    if not fits:
-        raise ValueError(
-            f"sample_weight must broadcast to the per-example losses of shape {label_shape} "
-            f"(one weight per example, or one per loss), got shape {tuple(weight_shape)}"
-        )
-    return shape
-
-
-def labels_to_indices(y_true: Any, pred_shape: tuple[int | None, ...], axis: int) -> Labels:
-    """Class indices from sparse or one-hot ``y_true`` (decided by shape, like Keras).
-
-    Sparse: the shape of ``y_pred`` without the class axis, or with a class axis of
-    size 1 (Keras's ``(N, 1)`` labels); integer or integral float values. One-hot:
-    the shape of ``y_pred``, exactly one 1 and zeros elsewhere on the class axis.
-    """
-    y_true = ops.convert_to_tensor(y_true)
-    true_shape = _static_shape(y_true)
+def labels_to_indices(
+    y_true: Any, pred_shape: tuple[int | None, ...], axis: int
+) -> tuple[Any, Any, str]:
+    """``(indices, bad, layout)``: int32 class indices from sparse or one-hot ``y_true``
+    (decided by shape, like Keras: :func:`emphasis._layout.label_layout`), the shape of
+    ``y_pred`` without the class axis; ``bad`` where a label is not an integer (sparse,
+    integral floats accepted) or not one-hot."""
     dtype = keras.backend.standardize_dtype(y_true.dtype)
     if dtype == "bool" or not (
         keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
     ):
         raise TypeError(f"y_true must hold integer class indices or one-hot rows, got {dtype}")
-    layout = label_layout(true_shape, pred_shape, axis)
+    layout = label_layout(_static_shape(y_true), pred_shape, axis, (NAMES.logits, NAMES.labels))
     if layout == "one-hot":
         indices = ops.cast(ops.argmax(y_true, axis=axis), "int32")
-        binary = ops.all(ops.logical_or(y_true == 0, y_true == 1), axis=axis)
-        single = ops.sum(ops.cast(y_true, "float32"), axis=axis) == 1
-        return Labels(indices, ops.logical_not(ops.logical_and(binary, single)), "one-hot")
+        return indices, not_one_hot(y_true, axis, ops), layout
     if layout == "column":
         y_true = ops.squeeze(y_true, axis=axis)
-    if keras.backend.is_float_dtype(dtype):
-        # Keras hands labels over as floats; they must still be whole numbers.
-        bad = ops.logical_not(y_true == ops.floor(y_true))
+    if keras.backend.is_float_dtype(dtype):  # Keras hands labels over as floats
+        bad = y_true != ops.floor(y_true)
     else:
         bad = ops.zeros_like(y_true, dtype="bool")
-    return Labels(ops.cast(y_true, "int32"), bad, "sparse")
+    return ops.cast(y_true, "int32"), bad, layout
 
 
 def probabilities_to_logits(y_pred: Any, dtype: str, checks: Checks) -> Any:
@@ -242,32 +167,22 @@ def probabilities_to_logits(y_pred: Any, dtype: str, checks: Checks) -> Any:
     probs = ops.cast(y_pred, dtype)
     out_of_range = ops.logical_not(ops.logical_and(probs >= 0, probs <= 1))
     rows_bad = ops.any(out_of_range, axis=-1) if len(probs.shape) > 1 else out_of_range
-
-    def describe(index: Any, value: Any) -> str:
-        got = "" if value is None else f", got {np.ravel(value)[:8]} (example {index})"
-        return (
-            "y_pred must hold probabilities in [0, 1] when from_logits=False; pass "
-            f"from_logits=True if the model outputs logits{got}"
-        )
-
-    checks.check(rows_bad, probs, describe)
-    tiny = float(np.finfo(dtype).tiny)
-    return ops.log(ops.maximum(probs, tiny))
+    rule = (
+        "y_pred must hold probabilities in [0, 1] when from_logits=False; pass "
+        "from_logits=True if the model outputs logits"
+    )
+    checks.check(
+        rows_bad, probs, lambda i, row: f"{rule}, got {np.ravel(row)[:8]} (example {i})", rule
+    )
+    return ops.log(ops.maximum(probs, float(np.finfo(dtype).tiny)))
 
 
 def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
     """logits (M, C), labels (M,), valid (M,), example_weight (M,) -> losses (M,)."""
 
     def forward(logits: Any, labels: Any, valid: Any, example_weight: Any) -> Any:
-        return kernel.forward(
-            logits,
-            labels,
-            scheme,
-            XP,
-            valid=valid,
-            example_weight=example_weight,
-            all_reduce=all_reduce,
-        )
+        weights = {"valid": valid, "example_weight": example_weight, "all_reduce": all_reduce}
+        return kernel.forward(logits, labels, scheme, XP, **weights)
 
     if not backend().autodiff:  # NumPy: the loss value only
         return lambda *args: forward(*args).loss
@@ -291,7 +206,8 @@ def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
 
 
 def _sample_weight_like(sample_weight: Any, label_shape: Any, rank: int, dtype: str) -> Any:
-    """Broadcast Keras-style sample weights ((N,), (N, 1), the loss shape) to the loss."""
+    """Broadcast Keras-style sample weights ((N,), (N, 1), the loss shape) to the loss
+    (:func:`emphasis._layout.sample_weight_shape`)."""
     weight = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
     static_labels = tuple(n if isinstance(n, int) else None for n in label_shape)
     shape = sample_weight_shape(_static_shape(weight), static_labels)
@@ -300,6 +216,16 @@ def _sample_weight_like(sample_weight: Any, label_shape: Any, rank: int, dtype: 
     while 0 < len(weight.shape) < len(shape):
         weight = ops.expand_dims(weight, -1)
     return ops.broadcast_to(weight, label_shape)
+
+
+class Options(NamedTuple):
+    """How a loss reads its inputs (hashable: one compiled function per value)."""
+
+    scheme: Scheme
+    from_logits: bool
+    axis: int
+    ignore_class: int | None
+    global_normalize: bool = True
 
 
 class PerExample(NamedTuple):
@@ -311,14 +237,9 @@ class PerExample(NamedTuple):
 def per_example_losses(
     y_true: Any,
     y_pred: Any,
-    scheme: Scheme,
-    *,
-    from_logits: bool,
-    axis: int,
-    ignore_class: int | None,
+    options: Options,
     sample_weight: Any = None,
     mask: Any = None,
-    global_normalize: bool = True,
     dtype: Any = None,
 ) -> PerExample:
     """Per-example losses with the core's gradient; see the module docstring.
@@ -327,94 +248,69 @@ def per_example_losses(
     weights do in the core; they are *not* multiplied into the returned losses.
     ``dtype``: the dtype ``y_pred`` is converted to first (None: kept).
     """
-    if not from_logits and hasattr(y_pred, "_keras_logits"):
+    if not options.from_logits and hasattr(y_pred, "_keras_logits"):
         # The output of keras.activations.softmax: use its logits, as Keras does.
-        y_pred = y_pred._keras_logits
-        from_logits = True
-    y_pred = ops.convert_to_tensor(y_pred, dtype=dtype)
-    y_true = ops.convert_to_tensor(y_true)
-    options = _Options(scheme, from_logits, axis, ignore_class, global_normalize)
+        y_pred, options = y_pred._keras_logits, options._replace(from_logits=True)
+    tensors = {"y_true": y_true, "y_pred": ops.convert_to_tensor(y_pred, dtype=dtype)}
+    tensors.update(sample_weight=sample_weight, mask=mask)
+    tensors = {k: ops.convert_to_tensor(v) for k, v in tensors.items() if v is not None}
     if backend().compiles_eager():
-        args = [y_true, y_pred]
-        args += [None if t is None else ops.convert_to_tensor(t) for t in (sample_weight, mask)]
-        _check_shapes(args, axis)
-        compiled = _compiled_eager(options, _signature(args, axis))
+        _check_shapes(options.axis, **tensors)
+        rank = len(tensors["y_pred"].shape)
+        signature = tuple((k, _spec(v, rank, options.axis)) for k, v in tensors.items())
         try:
-            result, bad = compiled(*(a for a in args if a is not None))
+            result, bad = _compiled_eager(options, signature)(tensors)
         except backend().errors:
             bad = True
         if not bool(bad):
             return result
         # Something is wrong: recompute eagerly, which raises naming the problem.
-    mode = "raise" if backend().is_concrete(y_pred) else "assert"
-    return _per_example(y_true, y_pred, options, sample_weight, mask, Checks(mode))
+    mode = "raise" if backend().is_concrete(tensors["y_pred"]) else "assert"
+    return _per_example(options, Checks(mode), **tensors)
 
 
-class _Options(NamedTuple):
-    scheme: Scheme
-    from_logits: bool
-    axis: int
-    ignore_class: int | None
-    global_normalize: bool
-
-
-def _check_shapes(args: list[Any], axis: int) -> None:
+def _check_shapes(axis: int, y_true: Any, y_pred: Any, sample_weight: Any = None, **_: Any) -> None:
     """The static shape checks of a trace, made on the full shapes before a compiled
     call (whose signature leaves the batch sizes open)."""
-    y_true, y_pred, sample_weight = args[0], args[1], args[2]
     pred_shape = _static_shape(y_pred)
     axis = _class_axis(pred_shape, axis)
-    label_layout(_static_shape(y_true), pred_shape, axis)
+    label_layout(_static_shape(y_true), pred_shape, axis, (NAMES.logits, NAMES.labels))
     if sample_weight is not None:
-        sample_weight_shape(
-            _static_shape(sample_weight), pred_shape[:axis] + pred_shape[axis + 1 :]
-        )
+        label_shape = pred_shape[:axis] + pred_shape[axis + 1 :]
+        sample_weight_shape(_static_shape(sample_weight), label_shape)
 
 
-def _signature(args: list[Any], axis: int) -> tuple[Any, ...]:
-    """Input specs with dynamic sizes except the class axis and a trailing size 1.
-
-    One trace per (ranks, dtypes, number of classes) and no retracing when the batch
-    size changes.
-    """
-    pred_rank = len(args[1].shape)
-    specs: list[Any] = []
-    for arg in args:
-        if arg is None:
-            specs.append(None)
-            continue
-        shape: list[int | None] = [None] * len(arg.shape)
-        if len(arg.shape) == pred_rank and -pred_rank <= axis < pred_rank:
-            shape[axis] = arg.shape[axis]
-        if shape and arg.shape[-1] == 1:
-            shape[-1] = 1
-        specs.append(backend().tensor_spec(shape, arg.dtype))
-    return tuple(specs)
+def _spec(x: Any, pred_rank: int, axis: int) -> tuple[tuple[int | None, ...], Any]:
+    """``(shape, dtype)`` of an input: dynamic sizes except the class axis and a trailing
+    size 1. One trace per (ranks, dtypes, number of classes) and no retracing when the
+    batch size changes."""
+    shape: list[int | None] = [None] * len(x.shape)
+    if len(x.shape) == pred_rank and -pred_rank <= axis < pred_rank:
+        shape[axis] = x.shape[axis]
+    if shape and x.shape[-1] == 1:
+        shape[-1] = 1
+    return tuple(shape), x.dtype
 
 
-def _compute_collecting(
-    options: _Options, has_weight: bool, has_mask: bool, *args: Any
-) -> tuple[PerExample, Any]:
-    y_true, y_pred, rest = args[0], args[1], list(args[2:])
-    sample_weight = rest.pop(0) if has_weight else None
-    mask = rest.pop(0) if has_mask else None
+def _collecting(options: Options, tensors: dict[str, Any]) -> tuple[PerExample, Any]:
     checks = Checks("collect")
-    result = _per_example(y_true, y_pred, options, sample_weight, mask, checks)
-    return result, checks.any_flag()
+    return _per_example(options, checks, **tensors), checks.any_flag()
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled_eager(options: _Options, signature: tuple[Any, ...]) -> Any:
-    has_weight, has_mask = signature[2] is not None, signature[3] is not None
+def _compiled_eager(options: Options, signature: tuple[tuple[str, Any], ...]) -> Any:
     # A partial, not a closure: TensorFlow counts traces per code object and would
     # warn about "retracing" when several signatures each trace once.
-    compute = functools.partial(_compute_collecting, options, has_weight, has_mask)
-    specs = [spec for spec in signature if spec is not None]
-    return backend().function(compute, specs)
+    return backend().function(functools.partial(_collecting, options), dict(signature))
 
 
 def _per_example(
-    y_true: Any, y_pred: Any, options: _Options, sample_weight: Any, mask: Any, checks: Checks
+    options: Options,
+    checks: Checks,
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any = None,
+    mask: Any = None,
 ) -> PerExample:
     scheme, from_logits, axis, ignore_class, global_normalize = options
     dtype = compute_dtype(y_pred.dtype)
@@ -429,38 +325,32 @@ def _per_example(
         logits = ops.moveaxis(logits, axis, -1)
     if not from_logits:
         logits = probabilities_to_logits(logits, dtype, checks)
-    labels = labels_to_indices(y_true, pred_shape, axis)
-    label_shape = ops.shape(labels.indices)
+    indices, not_integer, layout = labels_to_indices(y_true, pred_shape, axis)
+    label_shape = ops.shape(indices)
     logits2d = ops.reshape(logits, (-1, num_classes))
-    indices = ops.reshape(labels.indices, (-1,))
-    not_integer = ops.reshape(labels.bad, (-1,))
+    indices = ops.reshape(indices, (-1,))
 
-    valid = ops.ones_like(indices, dtype="bool")
-    if ignore_class is not None:
-        valid = indices != ignore_class
-    out_of_range = ops.logical_and(valid, ops.logical_or(indices < 0, indices >= num_classes))
-    bad_label = ops.logical_or(out_of_range, not_integer)
-
-    def describe_label(index: Any, value: Any) -> str:
-        ignored = "" if ignore_class is None else f" or ignore_class={ignore_class}"
-        if labels.kind == "one-hot":
-            got = "" if value is None else f", got row {np.ravel(value)[:8]} (example {index})"
-            return (
-                "y_true: one-hot labels must have exactly one 1 and zeros elsewhere (the "
-                "gradient is defined for a hard label; skip examples with integer labels and "
-                f"ignore_class){got}"
-            )
-        got = "" if value is None else f", got {value} (example {index})"
-        return f"y_true must hold integer class indices in [0, {num_classes - 1}]{ignored}{got}"
-
-    if labels.kind == "one-hot" and checks.mode == "raise":
-        true_rows = ops.reshape(ops.moveaxis(y_true, axis, -1), (-1, num_classes))
-        checks.check(bad_label, true_rows, describe_label)
+    valid = (
+        ops.ones_like(indices, dtype="bool") if ignore_class is None else indices != ignore_class
+    )
+    bad_label = labels_out_of_range(indices, valid, num_classes) | ops.reshape(not_integer, (-1,))
+    if layout == "one-hot":
+        checks.check(
+            bad_label,
+            ops.reshape(ops.moveaxis(y_true, axis, -1), (-1, num_classes)),
+            lambda i, row: one_hot_message(NAMES, i, row),
+            one_hot_message(NAMES, None),
+        )
     else:
-        checks.check(bad_label, ops.reshape(y_true, (-1,)), describe_label)
-    valid = ops.logical_and(valid, ops.logical_not(bad_label))
+        checks.check(
+            bad_label,
+            ops.reshape(y_true, (-1,)),
+            lambda i, label: label_message(num_classes, ignore_class, label, i, NAMES),
+            label_message(num_classes, ignore_class, None, names=NAMES),
+        )
+    valid = valid & ~bad_label
     if mask is not None:
-        valid = ops.logical_and(valid, ops.reshape(ops.cast(mask, "bool"), (-1,)))
+        valid = valid & ops.reshape(ops.cast(mask, "bool"), (-1,))
     safe = ops.where(valid, indices, ops.zeros_like(indices))
 
     weight = None
@@ -468,38 +358,23 @@ def _per_example(
     if sample_weight is not None:
         weight = _sample_weight_like(sample_weight, label_shape, rank, dtype)
         example_weight = ops.reshape(weight, (-1,))
-
-        def describe_weight(index: Any, value: Any) -> str:
-            return f"sample_weight must be finite and non-negative, got {value} (example {index})"
-
-        negative = ops.logical_not(ops.logical_and(example_weight >= 0, example_weight < math.inf))
-        checks.check(negative, example_weight, describe_weight, in_graphs=False)
+        checks.check(
+            bad_weights(example_weight),
+            example_weight,
+            lambda i, value: weight_message("sample_weight", i, value),
+            None,
+        )
     example_weight = ops.stop_gradient(example_weight)
 
     all_reduce = backend().all_reduce() if global_normalize and scheme.normalize else None
-    op = _custom_gradient_op(scheme, all_reduce)
-    losses = op(logits2d, safe, valid, example_weight)
+    losses = _custom_gradient_op(scheme, all_reduce)(logits2d, safe, valid, example_weight)
 
-    if checks.mode != "assert":
-        # NaN or +inf logits give a NaN loss (or, for a +inf target, a silent p = 1).
-        has_inf = ops.max(logits2d, axis=1) == math.inf
-        bad_logits = ops.logical_and(valid, ops.logical_or(ops.isnan(losses), has_inf))
-
-        def describe_logits(index: Any, row: Any) -> str:
-            if np.isnan(row).any():
-                what = "NaN"
-            elif np.isposinf(row).any():
-                what = "+inf"
-            else:
-                what = "every logit -inf (its softmax is undefined; ignore it with ignore_class)"
-            return (
-                f"y_pred: example {index} has {what}; expected finite logits or -inf "
-                "(a class the model rules out)"
-            )
-
-        checks.check(bad_logits, logits2d, describe_logits, in_graphs=False)
+    if checks.mode != "assert":  # NaN or +inf logits, or a row of only -inf
+        z_label = ops.take_along_axis(logits2d, safe[:, None], axis=1)[:, 0]
+        bad_logits = bad_logit_rows(z_label, losses, None, valid)
+        checks.check(bad_logits, logits2d, lambda i, row: logits_row_message(row, i, NAMES), None)
 
     # Out-of-range or non-integer labels: NaN loss and NaN gradient for that example.
     poison = ops.where(bad_label, ops.full_like(losses, math.nan), ops.ones_like(losses))
     losses = ops.reshape(losses * poison, label_shape)
-    return PerExample(losses, ops.reshape(ops.logical_or(valid, bad_label), label_shape), weight)
+    return PerExample(losses, ops.reshape(valid | bad_label, label_shape), weight)
