@@ -11,6 +11,9 @@ TORCH  := torch==2.13.0
 # The CPU build of TensorFlow (the `tf` extra names `tensorflow`, which users on GPUs want);
 # installed explicitly here so development and CI get the CPU wheel.
 TF     := tensorflow-cpu==2.21.*
+# The version torch 2.13's CUDA build pins; on CPU its kernels run in the interpreter
+# (TRITON_INTERPRET=1), which is how tests/test_triton.py checks them without a GPU.
+TRITON := triton==3.7.1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint format demo figure clean distclean
@@ -33,7 +36,7 @@ $(BIN)/python:
 # Reinstalls only when pyproject.toml changes (or the stamp is missing).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH)" "$(TF)"
+	$(BIN)/python -m pip install "$(TORCH)" "$(TF)" "$(TRITON)"
 	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,test]"
 	touch $(STAMP)
 

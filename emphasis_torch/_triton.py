@@ -157,7 +157,8 @@ def row_statistics_op(
     logits: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`row_statistics` as an operator: (z_label, rest_max, rest_sum), float32."""
-    return tuple(row_statistics(logits, labels))  # type: ignore[return-value]
+    z_label, rest_max, rest_sum = row_statistics(logits, labels)
+    return z_label, rest_max, rest_sum
 
 
 @row_statistics_op.register_fake
@@ -165,7 +166,8 @@ def _(
     logits: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     m = logits.shape[0]
-    return tuple(logits.new_empty(m, dtype=torch.float32) for _ in range(3))  # type: ignore[return-value]
+    z_label, rest_max, rest_sum = (logits.new_empty(m, dtype=torch.float32) for _ in range(3))
+    return z_label, rest_max, rest_sum
 
 
 @torch.library.custom_op("emphasis::grad_rows", mutates_args=())
