@@ -20,6 +20,8 @@ __all__ = [
     "Names",
     "bad_logit_rows",
     "bad_weights",
+    "check_labels_fit_int32",
+    "ignore_index_matches",
     "label_message",
     "labels_out_of_range",
     "logits_message",
@@ -141,6 +143,29 @@ def one_hot_message(names: Names, example: int | None, row: Any = None) -> str:
         f"zeros elsewhere{got}): soft or probability targets are not supported, since the "
         "weights w(p) need one label per example"
     )
+
+
+def check_labels_fit_int32(labels: Any, names: Names = NUMPY_NAMES) -> None:
+    """Refuse concrete (NumPy) labels that int32, the label dtype of TensorFlow/Keras and of
+    JAX without x64, cannot hold: the cast would silently change them (2**32 + 1 becomes
+    class 1). Framework tensors pass unchanged (their own checks flag such values)."""
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+        return
+    info = np.iinfo(np.int32)
+    outside = (labels > info.max) | (labels < info.min)
+    if outside.any():
+        i = int(np.argmax(outside.ravel()))
+        raise ValueError(
+            f"{names.labels} must be class indices; example {i} holds {labels.ravel()[i]}, "
+            "beyond int32, which the labels are computed in (a cast would change the class)"
+        )
+
+
+def ignore_index_matches(labels: Any, ignore_index: Any) -> bool:
+    """Whether a label of this integer dtype can equal ``ignore_index`` at all: comparing
+    uint8 labels with -100 would otherwise cast -100 to 156 and ignore class 156."""
+    info = np.iinfo(np.dtype(str(labels.dtype).removeprefix("torch.")))
+    return bool(info.min <= ignore_index <= info.max)
 
 
 def weight_message(name: str = "weight", example: Any = None, value: Any = None) -> str:

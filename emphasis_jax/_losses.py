@@ -120,6 +120,7 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
     (under jit): as in optax they get a NaN loss, a zero gradient and no say in GR's
     normaliser. ``label_shape`` and ``dtype`` are those of the per-example output.
     """
+    checks.check_labels_fit_int32(labels)  # before jnp.asarray, which may cast to int32
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     if not jnp.issubdtype(logits.dtype, jnp.floating):
         raise TypeError(f"logits must be a floating-point array, got dtype {logits.dtype}")
@@ -157,7 +158,7 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
         z = jnp.where(kept, z, -jnp.inf)  # excluded classes leave the softmax
     elif where is not None:
         valid = jnp.reshape(where, (-1,))
-    if ignore_index is not None:
+    if ignore_index is not None and checks.ignore_index_matches(y, ignore_index):
         valid = (y != ignore_index) if valid is None else valid & (y != ignore_index)
     counted = jnp.ones(y.shape, bool) if valid is None else valid
     _check_values(z, y, counted, kept, ignore_index)

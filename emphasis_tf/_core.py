@@ -38,6 +38,7 @@ from emphasis._value_checks import (
     Names,
     bad_logit_rows,
     bad_weights,
+    check_labels_fit_int32,
     label_message,
     labels_out_of_range,
     logits_row_message,
@@ -153,6 +154,8 @@ def labels_to_indices(
         bad = y_true != ops.floor(y_true)
     else:
         bad = ops.zeros_like(y_true, dtype="bool")
+    # Values int32 cannot hold would change class in the cast: flag them first.
+    bad = bad | (y_true > 2**31 - 1) | (y_true < -(2**31))
     return ops.cast(y_true, "int32"), bad, layout
 
 
@@ -251,6 +254,7 @@ def per_example_losses(
     if not options.from_logits and hasattr(y_pred, "_keras_logits"):
         # The output of keras.activations.softmax: use its logits, as Keras does.
         y_pred, options = y_pred._keras_logits, options._replace(from_logits=True)
+    check_labels_fit_int32(y_true, NAMES)  # before a conversion that may cast to int32
     tensors = {"y_true": y_true, "y_pred": ops.convert_to_tensor(y_pred, dtype=dtype)}
     tensors.update(sample_weight=sample_weight, mask=mask)
     tensors = {k: ops.convert_to_tensor(v) for k, v in tensors.items() if v is not None}

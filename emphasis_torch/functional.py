@@ -288,7 +288,7 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
             f"{tuple(input.shape)}"
         )
     else:
-        labels = target
+        labels = target.to(torch.int64)  # uint8 masks too; a cast that changes no value
     return to_rows(input, labels, 1, xp, ("input", "target"))
 
 

@@ -83,3 +83,63 @@ def test_jax_refuses_a_one_element_array_hyperparameter():
 
     with pytest.raises(ValueError, match="beta must be a"):
         emphasis_jax.gr_loss(Z.astype("float32"), Y, beta=np.array([-5.0]))
+
+
+# -- labels that a cast would change (issue 13, items 2, 3 and 9) --------------------------
+
+BIG = np.array([0, 2**32 + 1], dtype=np.int64)  # int32 would read 2**32 + 1 as class 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_jax_refuses_int64_labels_beyond_int32():
+    import emphasis_jax
+
+    with pytest.raises(
+        ValueError, match=r"labels must be class indices; example 1 holds 4294967297"
+    ):
+        emphasis_jax.cce_loss(Z.astype("float32"), BIG)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="needs keras")
+def test_keras_refuses_int64_labels_beyond_int32():
+    import emphasis_tf
+
+    with pytest.raises(
+        ValueError, match="y_true must be class indices; example 1 holds 4294967297"
+    ):
+        emphasis_tf.cce_loss(BIG, Z.astype("float32"), from_logits=True)
+    with pytest.raises(ValueError, match="y_true"):
+        emphasis_tf.CCELoss(from_logits=True)(BIG, Z.astype("float32"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+def test_jax_ignore_index_is_not_cast_to_the_label_dtype():
+    import emphasis_jax
+
+    z = np.zeros((2, 200), "float32")
+    with pytest.raises(ValueError, match="got 156"):  # not ignored as -100 cast to uint8
+        emphasis_jax.cce_loss(z[:, :3], np.array([156, 0], "uint8"), ignore_index=-100)
+    losses = emphasis_jax.cce_loss(z, np.array([156, 0], "uint8"), ignore_index=-100)
+    assert float(losses[0]) > 0  # class 156 of 200 counts
+    with pytest.raises(ValueError, match="got -1"):  # int8 -1 is not ignore_index=255
+        emphasis_jax.cce_loss(z[:, :3], np.array([-1, 0], "int8"), ignore_index=255)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32", "int64"])
+def test_torch_accepts_every_integer_target_dtype(dtype):
+    import torch
+    import torch.nn.functional as F
+
+    import emphasis_torch
+
+    z = torch.randn(4, 5, dtype=torch.float64)
+    target = torch.tensor([0, 4, 2, 1]).to(getattr(torch, dtype))
+    expected = F.cross_entropy(z, target.to(torch.int64))
+    torch.testing.assert_close(emphasis_torch.cce_loss(z, target), expected)
+    if dtype == "uint8":  # a segmentation mask with 255 = ignore
+        mask = torch.tensor([0, 255, 2, 1], dtype=torch.uint8)
+        loss = emphasis_torch.cce_loss(z, mask, ignore_index=255)
+        torch.testing.assert_close(loss, F.cross_entropy(z, mask.long(), ignore_index=255))
+        with pytest.raises(ValueError, match="got 255"):  # -100 is not 255 cast to uint8
+            emphasis_torch.cce_loss(z, mask)
