@@ -34,7 +34,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)" "$(TF)"
-	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,test]"
+	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,benchmark,test]"
 	touch $(STAMP)
 
 test: venv
