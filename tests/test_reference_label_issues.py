@@ -182,3 +182,27 @@ def test_quick_defaults():
     args = label_issues.parse_args(["--quick", "--epochs", "8"])
     assert args.epochs == 8 and args.seeds == [0] and args.train_size == 400
     assert args.noise == [label_issues.Noise("symmetric", 0.4)]
+
+
+def test_estimated_rate_with_another_setting_trains_its_own_gr(tmp_path, monkeypatch):
+    """When the warm-up estimate maps to another (beta, lam), gr-est is a run of its own (and a
+    retraining of its own), counted as 1 training plus the warm-up's share."""
+    pytest.importorskip("cleanlab")
+    import emphasis
+    from reference_training import label_issues
+
+    original = emphasis.suggest
+
+    def suggest(rate, num_classes):  # the true rate is exactly 0.4; an estimate never is
+        return original(rate, num_classes) if rate == 0.4 else (2.0, 0.0)
+
+    monkeypatch.setattr(emphasis, "suggest", suggest)
+    argv = [*TINY, "--epochs", "2", "--warmup-epochs", "1", "--train-size", "200"]
+    assert label_issues.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = {r["method"]: r for r in _read_csv(tmp_path / "results.csv")}
+    assert (float(rows["gr-est"]["beta"]), float(rows["gr-est"]["lam"])) == (2.0, 0.0)
+    assert float(rows["gr-est"]["trainings"]) == 1.5
+    assert rows["gr-est"]["test_acc"] != rows["gr"]["test_acc"] or (
+        rows["gr-est"]["roc_auc"] != rows["gr"]["roc_auc"]
+    )
+    assert "(2, 0)" in (tmp_path / "summary.md").read_text()
