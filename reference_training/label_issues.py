@@ -1,0 +1,946 @@
+"""Finding the wrong labels on scikit-learn's digits: emphasis's training dynamics against cleanlab.
+
+The digits benchmark's data, model and training (``reference_training/digits_benchmark.py``:
+the fixed stratified split, MLP 64-512-512-10, SGD 0.1 with momentum 0.9 and weight decay 1e-4,
+batches of 128, 150 epochs, the step schedule) with noisy training labels, and the flipped-label
+mask as ground truth. For each noise setting and seed:
+
+* ``gr``: one GR run with ``emphasis.suggest(r, 10)`` at the **true** noise rate r, recording an
+  :class:`emphasis.TrainingDynamics` every batch (from the training forward pass, no extra
+  compute); its ``scores()`` rank the examples, :func:`emphasis.estimate_noise_rate` estimates the
+  rate and :func:`emphasis.find_label_issues` flags the examples;
+* ``gr-est``: the same with (beta, lam) from ``suggest`` at the rate *estimated* by
+  ``estimate_noise_rate`` on a CCE warm-up: the first ``--warmup-epochs`` epochs of the CCE run
+  below (no extra training; when the estimate maps to the same (beta, lam) the ``gr`` run is
+  reused, as it would be identical);
+* ``cce``: one CCE run with the same dynamics;
+* ``cleanlab``: ``cleanlab.filter.find_label_issues(labels, pred_probs)`` with out-of-sample
+  ``pred_probs`` from 5-fold cross-validation (``StratifiedKFold`` on the noisy labels, as
+  cleanlab's ``estimate_cv_predicted_probabilities`` does) of the same MLP trained with CCE:
+  cleanlab's recommended recipe. Its ranking score for ROC AUC and average precision is minus
+  ``cleanlab.rank.get_label_quality_scores``; its noise-rate estimate is
+  ``1 - trace(cleanlab.count.estimate_joint(labels, pred_probs))``.
+
+Detection: ROC AUC and average precision of the score against the flipped mask, and the
+precision and recall of the flagged set. Label correction (the paper's supplementary Table 9): the
+flagged labels are replaced by ``suggested_labels()`` (cleanlab: the argmax of ``pred_probs``) and
+the model is retrained from scratch with the same loss and (beta, lam) (cleanlab: CCE); the report
+gives the gain in final test accuracy over the first run (cleanlab: over the CCE run), the share of
+the relabelled labels that are now right and the accuracy of the whole corrected training set.
+
+Cost: trainings per method (gr 1, cce 1, cleanlab ``--folds``) and wall time. All models of one
+stage train together as one stacked network (``digits_benchmark.make_ensemble``), so a model's
+training time is the stage's time divided by its number of models (each costs the same compute),
+plus the time of its own dynamics updates; the detection call itself is timed separately.
+
+Outputs in ``--out`` (default ``reference_training/runs/label_issues``): ``results.csv`` (one row
+per noise setting x seed x method), ``summary.md`` (mean ± standard deviation over the seeds) and
+``scores.png`` (score distributions of clean and flipped examples for GR and CCE, and the
+precision-recall curves, at one noise setting).
+
+Usage::
+
+    python -m reference_training.label_issues            # 4 noise settings x 5 seeds
+    python -m reference_training.label_issues --quick    # seconds: checks the set-up
+    python -m reference_training.label_issues --noise symmetric:0.4 pair:0.4 --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import emphasis
+from reference_training import digits_benchmark as digits
+
+NUM_CLASSES = digits.NUM_CLASSES
+NOISE_KINDS = ("symmetric", "pair")
+DEFAULT_NOISE = ("symmetric:0.2", "symmetric:0.4", "symmetric:0.6", "pair:0.4")
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+DEFAULT_FOLDS = 5
+DEFAULT_WARMUP_EPOCHS = 20
+DEFAULT_OUT = Path(__file__).resolve().parent / "runs" / "label_issues"
+#: Streams of a seed beside digits_benchmark's (noise 1, batch order 2).
+PAIR_STREAM, FOLD_STREAM, SUBSET_SEED = 3, 4, 0
+QUICK = {
+    "noise": ["symmetric:0.4"],
+    "seeds": [0],
+    "epochs": 6,
+    "warmup_epochs": 3,
+    "train_size": 400,
+}
+METHODS = {
+    "gr": "GR, suggest(true r)",
+    "gr-est": "GR, suggest(estimated r)",
+    "cce": "CCE",
+    "cleanlab": "cleanlab (5-fold CCE)",
+}
+#: The CSV's columns, in order.
+COLUMNS = (
+    "noise",
+    "kind",
+    "rate",
+    "seed",
+    "method",
+    "beta",
+    "lam",
+    "realised_rate",
+    "trainings",
+    "train_s",
+    "detect_s",
+    "wall_s",
+    "roc_auc",
+    "avg_precision",
+    "rate_estimate",
+    "rate_source",
+    "flagged",
+    "precision",
+    "recall",
+    "test_acc",
+    "relabelled",
+    "relabelled_acc",
+    "noisy_train_label_acc",
+    "corrected_train_label_acc",
+    "retrain_test_acc",
+    "gain",
+    "diverged",
+)
+
+
+# ---------------------------------------------------------------------------
+# noise settings
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Noise:
+    kind: str  # "symmetric" or "pair"
+    rate: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.rate:.0%}"
+
+    def corrupt(self, clean: np.ndarray, seed: int) -> emphasis.NoisyLabels:
+        """The noisy labels of a seed: symmetric ones exactly as digits_benchmark draws them."""
+        if self.kind == "symmetric":
+            return digits.noisy_labels(clean, self.rate, seed)
+        rng = np.random.default_rng([seed, PAIR_STREAM, round(self.rate * 1_000_000)])
+        return emphasis.pair_noise(clean, self.rate, NUM_CLASSES, seed=rng)
+
+
+def parse_noise(text: str) -> Noise:
+    """argparse type of ``--noise``: ``symmetric:R`` or ``pair:R`` with R in [0, 1)."""
+    kind, sep, value = text.partition(":")
+    if not sep or kind not in NOISE_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"expected symmetric:RATE or pair:RATE (e.g. symmetric:0.4), got {text!r}"
+        )
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{kind}: expected a noise rate in [0, 1), got {value!r}"
+        ) from None
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"{kind}: expected a noise rate in [0, 1), got {rate!r}")
+    return Noise(kind, rate)
+
+
+# ---------------------------------------------------------------------------
+# training: stacked models, with per-example dynamics
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """The training settings, digits_benchmark's defaults."""
+
+    epochs: int
+    batch_size: int
+    warmup_epochs: int
+    folds: int
+    lr: float = 0.1
+    lr_drops: Sequence[float] = digits.DEFAULT_LR_DROPS
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    def schedule(self) -> Any:
+        """A digits_benchmark.Config, for its learning-rate schedule."""
+        return digits.Config(
+            rates=[],
+            losses=[],
+            seeds=[],
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            lr_drops=list(self.lr_drops),
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            threads=1,
+            out=Path("."),
+            progress=False,
+        )
+
+
+@dataclass
+class Job:
+    """One model to train, and what it leaves behind."""
+
+    seed: int
+    setting: digits.LossSetting
+    labels: np.ndarray  # (N,) the training labels it sees
+    train: np.ndarray  # indices of the examples it trains on
+    fold: int = -1  # >= 0: a cross-validation model, predicting on ``held_out``
+    held_out: np.ndarray | None = None
+    track: bool = False  # keep a TrainingDynamics, updated every batch
+    warmup_epochs: int = 0  # also keep a copy of the dynamics after this many epochs
+    dynamics: emphasis.TrainingDynamics | None = None
+    warmup: emphasis.TrainingDynamics | None = None
+    dynamics_s: float = 0.0
+    test_acc: float = math.nan
+    probs: np.ndarray | None = None  # (len(held_out), C) softmax on held_out
+    diverged: int | None = None
+    train_s: float = 0.0  # its share of the stage's time
+
+
+def train_jobs(jobs: Sequence[Job], data: Any, settings: Settings, bar: Any, desc: str) -> float:
+    """Train ``jobs`` together as one stacked network (each with its own weights, loss, labels,
+    examples and batch order); fill in their results; return the wall time."""
+    import torch
+
+    start_time = time.perf_counter()
+    k_models = len(jobs)
+    n_train = len(data.y_train)
+    model = digits.make_ensemble(
+        [j.seed for j in jobs], (data.x_train.shape[1], *digits.HIDDEN, NUM_CLASSES)
+    )
+    losses = [j.setting.build() for j in jobs]
+    optimiser = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+    config = settings.schedule()
+    targets = torch.stack([torch.as_tensor(j.labels, dtype=torch.int64) for j in jobs])
+    lengths = [len(j.train) for j in jobs]
+    longest = max(lengths)
+    # A full-data model's batch order is digits_benchmark's for its seed.
+    orders = [
+        np.random.default_rng(
+            [j.seed, digits.ORDER_STREAM] + ([FOLD_STREAM, j.fold] if j.fold >= 0 else [])
+        )
+        for j in jobs
+    ]
+    for j in jobs:
+        if j.track:
+            j.dynamics = emphasis.TrainingDynamics(n_train, NUM_CLASSES)
+    tracked = any(j.track for j in jobs)
+    bar.set_description_str(desc, refresh=False)
+    for epoch in range(1, settings.epochs + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = digits.learning_rate(config, epoch)
+        model.train()
+        order = np.zeros((k_models, longest), np.int64)  # padded; padding is never used
+        for k, j in enumerate(jobs):
+            order[k, : lengths[k]] = j.train[orders[k].permutation(lengths[k])]
+        order_t = torch.as_tensor(order)
+        for start in range(0, longest, settings.batch_size):
+            index = order_t[:, start : start + settings.batch_size]  # (K, B)
+            logits = model(data.x_train[index])  # (K, B, C)
+            batch_targets = torch.gather(targets, 1, index)
+            with torch.no_grad():
+                finite = torch.isfinite(logits).all(dim=(1, 2)).tolist()
+                values = logits.detach().numpy() if tracked else None
+            terms = []
+            for k, j in enumerate(jobs):
+                valid = min(index.shape[1], lengths[k] - start)
+                if valid <= 0:
+                    continue
+                if not finite[k] and j.diverged is None:
+                    j.diverged = epoch  # stops training; still evaluated
+                if j.diverged is not None:
+                    continue
+                terms.append(losses[k](logits[k, :valid], batch_targets[k, :valid]))
+                if j.track and j.dynamics is not None and values is not None:
+                    tick = time.perf_counter()
+                    rows = order[k, start : start + valid]
+                    j.dynamics.update(rows, values[k, :valid], j.labels[rows])
+                    j.dynamics_s += time.perf_counter() - tick
+            optimiser.zero_grad(set_to_none=True)
+            if terms:
+                torch.stack(terms).sum().backward()
+                optimiser.step()
+        for j in jobs:
+            if j.track and epoch == j.warmup_epochs:
+                j.warmup = copy.deepcopy(j.dynamics)
+        bar.update(1)
+
+    model.eval()
+    with torch.no_grad():
+        test_acc = (model(data.x_test).argmax(-1) == data.y_test).float().mean(1)
+        probs = torch.softmax(model(data.x_train).double(), dim=-1).numpy()  # (K, N, C)
+    for k, j in enumerate(jobs):
+        j.test_acc = float(test_acc[k])
+        if j.held_out is not None:
+            j.probs = probs[k, j.held_out]
+        if j.track and j.warmup is None:
+            j.warmup = j.dynamics
+    wall = time.perf_counter() - start_time
+    share = (wall - sum(j.dynamics_s for j in jobs)) / k_models
+    for j in jobs:
+        j.train_s = share + j.dynamics_s
+    return wall
+
+
+# ---------------------------------------------------------------------------
+# one noise setting
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Detection:
+    """What a method found on one seed."""
+
+    score: np.ndarray  # (N,) higher = more likely mislabelled
+    flagged: np.ndarray  # indices
+    rate_estimate: float
+    rate_source: str
+    suggested: np.ndarray  # (N,) the label to put on a flagged example
+    detect_s: float
+
+
+def detect_with_dynamics(dynamics: emphasis.TrainingDynamics) -> Detection:
+    tick = time.perf_counter()
+    estimate = emphasis.estimate_noise_rate(dynamics)
+    flagged = emphasis.find_label_issues(dynamics, rate=estimate.rate)
+    score = dynamics.scores()
+    suggested = dynamics.suggested_labels()
+    return Detection(
+        score,
+        flagged,
+        estimate.rate,
+        "emphasis.estimate_noise_rate",
+        suggested,
+        time.perf_counter() - tick,
+    )
+
+
+def detect_with_cleanlab(labels: np.ndarray, pred_probs: np.ndarray) -> Detection:
+    import cleanlab.count
+    import cleanlab.filter
+    import cleanlab.rank
+
+    tick = time.perf_counter()
+    issues = cleanlab.filter.find_label_issues(labels, pred_probs, n_jobs=1)
+    quality = cleanlab.rank.get_label_quality_scores(labels, pred_probs)
+    joint = cleanlab.count.estimate_joint(labels, pred_probs)
+    seconds = time.perf_counter() - tick
+    flagged = np.flatnonzero(issues)
+    flagged = flagged[np.argsort(quality[flagged], kind="stable")]  # most likely first
+    return Detection(
+        -quality,
+        flagged,
+        float(1.0 - np.trace(joint)),
+        "1 - trace(cleanlab.count.estimate_joint)",
+        pred_probs.argmax(axis=1),
+        seconds,
+    )
+
+
+def detection_metrics(flipped: np.ndarray, found: Detection) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    two_classes = 0 < flipped.sum() < flipped.size
+    hits = int(flipped[found.flagged].sum())
+    return {
+        "roc_auc": float(roc_auc_score(flipped, found.score)) if two_classes else math.nan,
+        "avg_precision": (
+            float(average_precision_score(flipped, found.score)) if two_classes else math.nan
+        ),
+        "flagged": int(found.flagged.size),
+        "precision": hits / found.flagged.size if found.flagged.size else math.nan,
+        "recall": hits / int(flipped.sum()) if flipped.any() else math.nan,
+    }
+
+
+def _gr(beta: float, lam: float) -> digits.LossSetting:
+    return digits.LossSetting("gr", f"GR (β={beta:g}, λ={lam:g})", beta, lam)
+
+
+CCE = digits.LossSetting("cce", "CCE")
+
+
+def run_noise(
+    noise: Noise, seeds: Sequence[int], data: Any, settings: Settings, bar: Any, label: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every method on one noise setting; (CSV rows, what the plot needs for the first seed)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    clean = data.y_train.numpy()
+    n_train = clean.size
+    everything = np.arange(n_train)
+    noisy = {seed: noise.corrupt(clean, seed) for seed in seeds}
+    beta, lam = emphasis.suggest(noise.rate, NUM_CLASSES)
+
+    # Stage 1: GR at the true rate, CCE (its first epochs are the warm-up), cleanlab's folds.
+    first: dict[tuple[int, str], Job] = {}
+    folds: dict[int, list[Job]] = {}
+    for seed in seeds:
+        labels = noisy[seed].labels
+        first[seed, "gr"] = Job(seed, _gr(beta, lam), labels, everything, track=True)
+        first[seed, "cce"] = Job(
+            seed, CCE, labels, everything, track=True, warmup_epochs=settings.warmup_epochs
+        )
+        split = StratifiedKFold(settings.folds, shuffle=True, random_state=seed)
+        folds[seed] = [
+            Job(seed, CCE, labels, train, fold=f, held_out=held)
+            for f, (train, held) in enumerate(split.split(np.zeros((n_train, 1)), labels))
+        ]
+    stage1 = list(first.values()) + [j for seed in seeds for j in folds[seed]]
+    train_jobs(stage1, data, settings, bar, f"{label} trainings 1/2 ({len(stage1)} models)")
+
+    found: dict[tuple[int, str], Detection] = {}
+    trained: dict[tuple[int, str], Job] = dict(first)
+    estimated: dict[int, tuple[float, float, float]] = {}
+    for seed in seeds:
+        labels = noisy[seed].labels
+        found[seed, "gr"] = detect_with_dynamics(first[seed, "gr"].dynamics)
+        found[seed, "cce"] = detect_with_dynamics(first[seed, "cce"].dynamics)
+        pred_probs = np.zeros((n_train, NUM_CLASSES))
+        for job in folds[seed]:
+            pred_probs[job.held_out] = job.probs
+        found[seed, "cleanlab"] = detect_with_cleanlab(labels, pred_probs)
+        warmup_rate = emphasis.estimate_noise_rate(first[seed, "cce"].warmup).rate
+        estimated[seed] = (warmup_rate, *emphasis.suggest(warmup_rate, NUM_CLASSES))
+
+    # Stage 2: GR at the estimated rate where it differs; retraining on the corrected labels.
+    stage2: list[Job] = []
+    corrected: dict[tuple[int, str], np.ndarray] = {}
+    for seed in seeds:
+        labels = noisy[seed].labels
+        _, beta_est, lam_est = estimated[seed]
+        if (beta_est, lam_est) != (beta, lam):
+            trained[seed, "gr-est"] = Job(
+                seed, _gr(beta_est, lam_est), labels, everything, track=True
+            )
+            stage2.append(trained[seed, "gr-est"])
+        for method in ("gr", "cce", "cleanlab"):
+            fixed = labels.copy()
+            issue = found[seed, method].flagged
+            fixed[issue] = found[seed, method].suggested[issue]
+            corrected[seed, method] = fixed
+            setting = first[seed, "gr" if method == "gr" else "cce"].setting
+            trained[seed, method, "retrain"] = Job(seed, setting, fixed, everything)
+            stage2.append(trained[seed, method, "retrain"])
+    train_jobs(stage2, data, settings, bar, f"{label} trainings 2/2 ({len(stage2)} models)")
+
+    # gr-est's own detection and retraining (its run is the gr one when the setting agrees).
+    stage3: list[Job] = []
+    for seed in seeds:
+        labels = noisy[seed].labels
+        if (seed, "gr-est") in trained:
+            found[seed, "gr-est"] = detect_with_dynamics(trained[seed, "gr-est"].dynamics)
+            fixed = labels.copy()
+            issue = found[seed, "gr-est"].flagged
+            fixed[issue] = found[seed, "gr-est"].suggested[issue]
+            corrected[seed, "gr-est"] = fixed
+            trained[seed, "gr-est", "retrain"] = Job(
+                seed, trained[seed, "gr-est"].setting, fixed, everything
+            )
+            stage3.append(trained[seed, "gr-est", "retrain"])
+        else:
+            found[seed, "gr-est"] = found[seed, "gr"]
+            corrected[seed, "gr-est"] = corrected[seed, "gr"]
+            trained[seed, "gr-est"] = first[seed, "gr"]
+            trained[seed, "gr-est", "retrain"] = trained[seed, "gr", "retrain"]
+    if stage3:
+        bar.total += settings.epochs
+        train_jobs(stage3, data, settings, bar, f"{label} gr-est retraining ({len(stage3)})")
+
+    rows = []
+    for seed in seeds:
+        noise_seed = noisy[seed]
+        flipped = np.asarray(noise_seed.flipped, dtype=bool)
+        for method in METHODS:
+            detection = found[seed, method]
+            if method == "cleanlab":
+                runs = folds[seed]
+                base = first[seed, "cce"]
+            else:
+                runs = [trained[seed, method]]
+                base = trained[seed, method]
+            setting = runs[0].setting
+            train_s = sum(j.train_s for j in runs)
+            trainings = float(len(runs))
+            if method == "gr-est":
+                # the warm-up: the first epochs of the CCE run (shared, counted as a fraction)
+                trainings += settings.warmup_epochs / settings.epochs
+                train_s += first[seed, "cce"].train_s * settings.warmup_epochs / settings.epochs
+            issue = detection.flagged
+            fixed = corrected[seed, method]
+            retrain = trained[seed, method, "retrain"]
+            diverged = [str(j.diverged) for j in (*runs, retrain) if j.diverged is not None]
+            rows.append(
+                {
+                    "noise": noise.name,
+                    "kind": noise.kind,
+                    "rate": noise.rate,
+                    "seed": seed,
+                    "method": method,
+                    "beta": "" if setting.beta is None else setting.beta,
+                    "lam": "" if setting.lam is None else setting.lam,
+                    "realised_rate": noise_seed.realised_rate,
+                    "trainings": trainings,
+                    "train_s": train_s,
+                    "detect_s": detection.detect_s,
+                    "wall_s": train_s + detection.detect_s,
+                    **detection_metrics(flipped, detection),
+                    "rate_estimate": (
+                        estimated[seed][0] if method == "gr-est" else detection.rate_estimate
+                    ),
+                    "rate_source": (
+                        f"estimate_noise_rate on the CCE run after {settings.warmup_epochs} epochs"
+                        if method == "gr-est"
+                        else detection.rate_source
+                    ),
+                    "test_acc": base.test_acc,
+                    "relabelled": int(issue.size),
+                    "relabelled_acc": (
+                        float(np.mean(fixed[issue] == clean[issue])) if issue.size else math.nan
+                    ),
+                    "noisy_train_label_acc": float(np.mean(noise_seed.labels == clean)),
+                    "corrected_train_label_acc": float(np.mean(fixed == clean)),
+                    "retrain_test_acc": retrain.test_acc,
+                    "gain": retrain.test_acc - base.test_acc,
+                    "diverged": " ".join(diverged),
+                }
+            )
+    seed = seeds[0]
+    plot = {
+        "noise": noise.name,
+        "seed": seed,
+        "flipped": np.asarray(noisy[seed].flipped, dtype=bool),
+        "scores": {m: found[seed, m].score for m in ("gr", "cce", "cleanlab")},
+    }
+    return rows, plot
+
+
+# ---------------------------------------------------------------------------
+# reports
+# ---------------------------------------------------------------------------
+
+
+def _mean_std(values: Sequence[float], scale: float = 100.0, digits_: int = 1) -> str:
+    a = scale * np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return "n/a"
+    std = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
+    mean = round(float(np.mean(a)), digits_) + 0.0  # + 0.0: no "-0.0"
+    return f"{mean:.{digits_}f} ± {std:.{digits_}f}"
+
+
+def summary_markdown(
+    rows: Sequence[dict[str, Any]],
+    noises: Sequence[Noise],
+    seeds: Sequence[int],
+    settings: Settings,
+    command: str,
+    wall_s: float,
+    n_train: int,
+    n_test: int,
+) -> str:
+    names = [n.name for n in noises]
+    header = "| method | " + " | ".join(names) + " |"
+    rule = "|---|" + "---:|" * len(names)
+
+    def cells(method: str, column: str, scale: float = 100.0, digits_: int = 1) -> str:
+        out = []
+        for name in names:
+            values = [r[column] for r in rows if r["method"] == method and r["noise"] == name]
+            out.append(_mean_std(values, scale, digits_) if values else "")
+        return " | ".join(out)
+
+    def table(column: str, scale: float = 100.0, digits_: int = 1) -> list[str]:
+        return [header, rule] + [
+            f"| {METHODS[m]} | {cells(m, column, scale, digits_)} |" for m in METHODS
+        ]
+
+    def realised() -> str:
+        return f"| realised rate | {cells('gr', 'realised_rate')} |"
+
+    settings_words = []
+    for noise in noises:
+        beta, lam = emphasis.suggest(noise.rate, NUM_CLASSES)
+        estimates = sorted(
+            {
+                (r["beta"], r["lam"])
+                for r in rows
+                if r["noise"] == noise.name and r["method"] == "gr-est"
+            }
+        )
+        est = ", ".join(f"({b:g}, {l:g})" for b, l in estimates)
+        settings_words.append(f"{noise.name}: true ({beta:g}, {lam:g}), estimated {est}")
+    n_seeds = len(seeds)
+    sizes = "-".join(str(s) for s in (64, *digits.HIDDEN, NUM_CLASSES))
+    lines = [
+        "# Finding the wrong labels: digits, emphasis.TrainingDynamics and cleanlab",
+        "",
+        f"Command: `{command}`  ",
+        f"Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s), 1 torch thread "
+        f"({platform.processor() or platform.machine()}, torch {digits._torch_version()}, "
+        f"cleanlab {_cleanlab_version()}).",
+        "",
+        f"scikit-learn digits (digits_benchmark's split): {n_train} training and {n_test} test "
+        f"images. MLP {sizes}, SGD lr {settings.lr:g}, momentum {settings.momentum:g}, weight "
+        f"decay {settings.weight_decay:g}, batch {settings.batch_size}, {settings.epochs} epochs"
+        f"{digits._schedule_words(settings.schedule())}. Mean ± sample standard deviation over "
+        f"{n_seeds} seed{'s' if n_seeds > 1 else ''} ({', '.join(map(str, seeds))}); the flipped "
+        "labels are the ground truth.",
+        "",
+        "- **GR, suggest(true r)**: GR with `emphasis.suggest(r, 10)` at the *true* noise rate "
+        "(an oracle setting); scores, noise-rate estimate and flagged set from the run's "
+        "`emphasis.TrainingDynamics` (updated every batch), `estimate_noise_rate` and "
+        "`find_label_issues`.",
+        f"- **GR, suggest(estimated r)**: (β, λ) from `suggest` at the rate `estimate_noise_rate` "
+        f"gives after {settings.warmup_epochs} epochs of the CCE run (no extra training: its first "
+        "epochs); where that maps to the true rate's (β, λ) the run is the one above. "
+        "(β, λ) per setting: " + "; ".join(settings_words) + ".",
+        "- **CCE**: the same from a CCE run.",
+        f"- **cleanlab**: `cleanlab.filter.find_label_issues(labels, pred_probs)` with "
+        f"{settings.folds}-fold out-of-sample `pred_probs` of the same MLP trained with CCE; "
+        "score: minus `cleanlab.rank.get_label_quality_scores`; noise rate: "
+        "1 - trace(`cleanlab.count.estimate_joint`).",
+        "",
+        "## Detection: ROC AUC of the score against the flipped mask (%)",
+        "",
+        *table("roc_auc"),
+        "",
+        "## Detection: average precision (%)",
+        "",
+        *table("avg_precision"),
+        "",
+        "## Flagged set: precision (%)",
+        "",
+        *table("precision"),
+        "",
+        "## Flagged set: recall (%)",
+        "",
+        *table("recall"),
+        "",
+        "## Noise rate: estimate against the realised rate (%)",
+        "",
+        *table("rate_estimate"),
+        realised(),
+        "",
+        "GR and CCE: `emphasis.estimate_noise_rate` on the run's dynamics (the flagged set is "
+        "that many of the top scores); GR, suggest(estimated r): the warm-up estimate that chose "
+        "its (β, λ); cleanlab: 1 - trace of `estimate_joint` (its flagged set comes from "
+        "`find_label_issues` and may differ in size).",
+        "",
+        "## Label correction (supplementary Table 9): relabel the flagged, retrain from scratch",
+        "",
+        "Final test accuracy of the first run (%) (cleanlab: the CCE run):",
+        "",
+        *table("test_acc"),
+        "",
+        "Final test accuracy after retraining on the corrected labels (%):",
+        "",
+        *table("retrain_test_acc"),
+        "",
+        "Gain in final test accuracy (points, paired by seed):",
+        "",
+        *table("gain"),
+        "",
+        "Relabelled labels that now equal the clean label (%):",
+        "",
+        *table("relabelled_acc"),
+        "",
+        "Whole training set, correct labels after correction (%):",
+        "",
+        *table("corrected_train_label_acc"),
+        f"| (noisy labels, before) | {cells('gr', 'noisy_train_label_acc')} |",
+        "",
+        "## Cost per seed: trainings, and wall time (s) of the trainings plus the detection",
+        "",
+        *table("trainings", 1.0, 2),
+        "",
+        *table("wall_s", 1.0, 1),
+        "",
+        "Models of one stage train stacked: a model's time is the stage's time divided by its "
+        "number of models, plus its own dynamics updates; the detection call is timed alone. "
+        "GR, suggest(estimated r) counts the warm-up epochs as a fraction of a training.",
+        "",
+    ]
+    diverged = [r for r in rows if r["diverged"]]
+    if diverged:
+        lines += [
+            "Diverged (non-finite logits; training stopped at these epochs): "
+            + ", ".join(f"{r['method']} {r['noise']} seed {r['seed']}" for r in diverged),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _cleanlab_version() -> str:
+    import cleanlab
+
+    return str(cleanlab.__version__)
+
+
+def plot_scores(path: Path, plot: dict[str, Any]) -> bool:
+    """Score histograms of clean vs flipped examples for GR and CCE, and the PR curves."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from sklearn.metrics import precision_recall_curve
+
+    flipped = plot["flipped"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, method in zip(axes[:2], ("gr", "cce"), strict=True):
+        score = plot["scores"][method]
+        bins = np.linspace(np.nanmin(score), np.nanmax(score), 40)
+        ax.hist(score[~flipped], bins=bins, alpha=0.6, label="clean", color="C0")
+        ax.hist(score[flipped], bins=bins, alpha=0.6, label="flipped", color="C3")
+        ax.set_title(f"{METHODS[method]}: scores()")
+        ax.set_xlabel("minus the area under the margin")
+        ax.set_ylabel("examples")
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    if flipped.any():
+        for i, method in enumerate(("gr", "cce", "cleanlab")):
+            precision, recall, _ = precision_recall_curve(flipped, plot["scores"][method])
+            ax.plot(recall, precision, color=f"C{i}", label=METHODS[method])
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("precision-recall of the ranking")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"digits, {plot['noise']} noise, seed {plot['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_training.label_issues",
+        description=(
+            "Find the flipped labels of scikit-learn's digits with emphasis.TrainingDynamics (GR "
+            "and CCE runs) and with cleanlab (5-fold CCE), relabel them and retrain; write "
+            "results.csv, summary.md and scores.png."
+        ),
+    )
+    parser.add_argument(
+        "--noise",
+        type=parse_noise,
+        nargs="+",
+        default=[parse_noise(n) for n in DEFAULT_NOISE],
+        metavar="KIND:RATE",
+        help="noise settings, symmetric:R or pair:R with R in [0, 1) "
+        "(default: " + " ".join(DEFAULT_NOISE) + ")",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="(default: 0 1 2 3 4)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=digits._positive_int,
+        default=digits.DEFAULT_EPOCHS,
+        help=f"(default: {digits.DEFAULT_EPOCHS}, as digits_benchmark)",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=digits._positive_int,
+        default=DEFAULT_WARMUP_EPOCHS,
+        help="CCE epochs whose dynamics estimate the rate for GR, suggest(estimated r) "
+        f"(default: {DEFAULT_WARMUP_EPOCHS}; at most --epochs)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=digits._positive_int,
+        default=digits.DEFAULT_BATCH_SIZE,
+        help=f"(default: {digits.DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--folds",
+        type=digits._positive_int,
+        default=DEFAULT_FOLDS,
+        help=f"cross-validation folds for cleanlab's pred_probs (default: {DEFAULT_FOLDS})",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=digits._positive_int,
+        default=None,
+        help="train on a fixed random subset of this many training images (default: all 1198)",
+    )
+    parser.add_argument(
+        "--threads", type=digits._positive_int, default=1, help="torch CPU threads (default: 1)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="output directory (default: reference_training/runs/label_issues)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds, to check the set-up: symmetric:0.4, seed 0, 6 epochs (warm-up 3), "
+        "400 training images (explicit options still win)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
+        for name, value in QUICK.items():
+            if f"--{name.replace('_', '-')}" not in given:
+                setattr(args, name, parse_noise_list(value) if name == "noise" else value)
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
+    if len(set(args.noise)) != len(args.noise):
+        parser.error("--noise: a noise setting is given twice")
+    if args.warmup_epochs > args.epochs:
+        parser.error(
+            f"--warmup-epochs ({args.warmup_epochs}) must be at most --epochs ({args.epochs})"
+        )
+    if args.folds < 2:
+        parser.error(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
+    smallest = args.folds * NUM_CLASSES * 2
+    if args.train_size is not None and args.train_size < smallest:
+        parser.error(
+            f"--train-size: expected at least {smallest} images ({args.folds} folds x "
+            f"{NUM_CLASSES} classes x 2), got {args.train_size}"
+        )
+    return args
+
+
+def parse_noise_list(values: Sequence[str]) -> list[Noise]:
+    return [parse_noise(v) for v in values]
+
+
+def subset(data: Any, size: int | None) -> Any:
+    """The training split, or a fixed random subset of it (the test split stays whole)."""
+    n = len(data.y_train)
+    if size is None or size >= n:
+        return data
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(n)[:size])
+    return digits.Digits(data.x_train[keep], data.y_train[keep], data.x_test, data.y_test)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = []
+    for name, hint in (
+        ("torch", '"emphasis[torch]"'),
+        ("sklearn", "scikit-learn"),
+        ("tqdm", "tqdm"),
+        ("cleanlab", '"emphasis[benchmark]"'),
+    ):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(hint)
+    if missing:
+        print(f"label_issues needs: pip install {' '.join(missing)}", file=sys.stderr)
+        return 1
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as digits_benchmark: subnormal exp() is slow on a CPU
+    try:
+        return run(args, argv)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from tqdm.auto import tqdm
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    words = ["python", "-m", "reference_training.label_issues"]
+    command = shlex.join(words + list(argv if argv is not None else sys.argv[1:]))
+    settings = Settings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup_epochs=args.warmup_epochs,
+        folds=args.folds,
+    )
+    start = time.perf_counter()
+    data = subset(digits.load_digits(), args.train_size)
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    per_seed = 2 + args.folds
+    print(
+        f"digits: {n_train} train / {n_test} test; {len(args.noise)} noise settings x "
+        f"{len(args.seeds)} seeds; per seed {per_seed} models, then {per_seed - args.folds + 1} "
+        f"retrainings; {args.epochs} epochs -> {out}",
+        flush=True,
+    )
+    bar = tqdm(
+        total=2 * args.epochs * len(args.noise),
+        unit="epoch",
+        disable=args.no_progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+    rows: list[dict[str, Any]] = []
+    plots: list[dict[str, Any]] = []
+    for i, noise in enumerate(args.noise):
+        label = f"[{i + 1}/{len(args.noise)}] {noise.name}:"
+        noise_rows, plot = run_noise(noise, args.seeds, data, settings, bar, label)
+        rows += noise_rows
+        plots.append(plot)
+        summary = ", ".join(
+            f"{m} AUC {_mean_std([r['roc_auc'] for r in noise_rows if r['method'] == m])}"
+            for m in ("gr", "cce", "cleanlab")
+        )
+        bar.write(f"{noise.name} ({time.perf_counter() - start:.0f} s): {summary}")
+        digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+    bar.close()
+    wall_s = time.perf_counter() - start
+
+    summary_text = summary_markdown(
+        rows, args.noise, args.seeds, settings, command, wall_s, n_train, n_test
+    )
+    (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
+    # The plot: the 40% symmetric setting when there is one, else the first.
+    chosen = next(
+        (p for p, n in zip(plots, args.noise, strict=True) if n == Noise("symmetric", 0.4)),
+        plots[0],
+    )
+    plotted = plot_scores(out / "scores.png", chosen)
+    print()
+    print(summary_text)
+    written = ["results.csv", "summary.md"] + (["scores.png"] if plotted else [])
+    print(f"wrote {', '.join(str(out / n) for n in written)}")
+    print(f"total wall time: {wall_s:.1f} s ({wall_s / 60:.1f} min)")
+    if not plotted:
+        print("scores.png skipped: matplotlib is not installed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

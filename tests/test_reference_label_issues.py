@@ -1,0 +1,221 @@
+"""The label-issues benchmark (reference_training/label_issues.py) end to end, in seconds.
+
+Runs ``main`` on a tiny setting (one noise rate, one seed, a few epochs, 300 training images)
+and checks the summary table, the CSV's columns and rows, the plot, the number of trainings of
+each method, that cleanlab was really called, and that bad arguments give clear errors. Also runs
+the README's "Finding the wrong labels" example (NumPy only).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_runs(capsys):
+    text = README.read_text().split("## Finding the wrong labels", 1)[1]
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match, "no python block in the README's 'Finding the wrong labels' section"
+    namespace: dict = {}
+    exec(compile(match.group(1), "README finding the wrong labels", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed, "the example prints its results"
+    assert 0.2 < namespace["estimate"].rate < 0.4
+    assert (namespace["beta"], namespace["lam"]) == (16.0, 1.0)  # suggest(~0.3, 10)
+
+
+#: Everything below trains (or parses the arguments of) the script: torch, scikit-learn, tqdm.
+def needs_torch(test):
+    test = pytest.mark.torch(test)
+    missing = [n for n in ("torch", "sklearn", "tqdm") if importlib.util.find_spec(n) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")(test)
+
+
+TINY = [
+    "--noise",
+    "symmetric:0.4",
+    "--seeds",
+    "3",
+    "--epochs",
+    "4",
+    "--warmup-epochs",
+    "2",
+    "--train-size",
+    "300",
+    "--no-progress",
+]
+METHODS = ("gr", "gr-est", "cce", "cleanlab")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("cleanlab")
+    import cleanlab.filter
+
+    from reference_training import label_issues
+
+    calls: list[tuple[int, tuple[int, ...]]] = []
+    original = cleanlab.filter.find_label_issues
+
+    def spy(labels, pred_probs, **kwargs):
+        calls.append((len(labels), pred_probs.shape))
+        return original(labels, pred_probs, **kwargs)
+
+    out = tmp_path_factory.mktemp("label_issues_tiny")
+    import torch
+
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cleanlab.filter, "find_label_issues", spy)
+        assert label_issues.main([*TINY, "--out", str(out)]) == 0
+    return out, calls, label_issues
+
+
+@needs_torch
+def test_outputs_written(tiny_run, capsys):
+    out, _, _ = tiny_run
+    assert {"results.csv", "summary.md", "scores.png"} <= {p.name for p in out.iterdir()}
+    assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_torch
+def test_csv_rows_and_columns(tiny_run):
+    out, _, module = tiny_run
+    rows = _read_csv(out / "results.csv")
+    assert list(rows[0]) == list(module.COLUMNS)
+    assert [r["method"] for r in rows] == list(METHODS)
+    for row in rows:
+        assert row["noise"] == "symmetric 40%" and row["seed"] == "3"
+        assert abs(float(row["realised_rate"]) - 0.4) < 0.1
+        for column in ("roc_auc", "avg_precision", "test_acc", "retrain_test_acc"):
+            assert 0.0 <= float(row[column]) <= 1.0, (column, row)
+        assert 0.0 <= float(row["rate_estimate"]) <= 1.0
+        assert float(row["wall_s"]) >= float(row["train_s"]) > 0
+        assert math.isclose(
+            float(row["gain"]), float(row["retrain_test_acc"]) - float(row["test_acc"])
+        )
+        flagged = int(row["flagged"])
+        assert int(row["relabelled"]) == flagged
+        if flagged:
+            assert 0.0 <= float(row["precision"]) <= 1.0
+            assert 0.0 <= float(row["relabelled_acc"]) <= 1.0
+    by = {r["method"]: r for r in rows}
+    assert (float(by["gr"]["beta"]), float(by["gr"]["lam"])) == (16.0, 1.0)  # suggest(0.4, 10)
+    assert by["cce"]["beta"] == "" and "cleanlab" in by["cleanlab"]["rate_source"]
+
+
+@needs_torch
+def test_trainings_count(tiny_run):
+    out, _, _ = tiny_run
+    rows = {r["method"]: r for r in _read_csv(out / "results.csv")}
+    assert float(rows["gr"]["trainings"]) == 1
+    assert float(rows["cce"]["trainings"]) == 1
+    assert float(rows["cleanlab"]["trainings"]) == 5
+    assert float(rows["gr-est"]["trainings"]) == 1 + 2 / 4  # + the CCE warm-up's 2 of 4 epochs
+
+
+@needs_torch
+def test_cleanlab_was_called(tiny_run):
+    _, calls, _ = tiny_run
+    assert calls == [(300, (300, 10))]  # once per seed, on out-of-sample pred_probs of all
+
+
+@needs_torch
+def test_summary_table(tiny_run):
+    out, _, module = tiny_run
+    summary = (out / "summary.md").read_text()
+    assert "## Detection: ROC AUC" in summary and "## Label correction" in summary
+    assert "| method | symmetric 40% |" in summary
+    for label in module.METHODS.values():
+        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d ± 0\.0 \|", summary), label
+    assert "*true* noise rate" in summary  # says GR's setting uses the true rate
+    assert "| realised rate |" in summary
+
+
+@needs_torch
+def test_detection_metrics_by_hand():
+    from reference_training import label_issues
+
+    flipped = np.array([False, False, True, True])
+    found = label_issues.Detection(
+        np.array([0.1, 0.5, 0.4, 0.9]), np.array([3, 1]), 0.5, "x", np.zeros(4, int), 0.0
+    )
+    metrics = label_issues.detection_metrics(flipped, found)
+    assert metrics["roc_auc"] == 0.75 and metrics["precision"] == 0.5 and metrics["recall"] == 0.5
+    clean = label_issues.detection_metrics(np.zeros(4, bool), found)
+    assert math.isnan(clean["roc_auc"]) and math.isnan(clean["recall"])
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--noise", "symmetric:1.0"], "noise rate in [0, 1)"),
+        (["--noise", "symmetric:-0.1"], "noise rate in [0, 1)"),
+        (["--noise", "uniform:0.2"], "symmetric:RATE or pair:RATE"),
+        (["--noise", "pair:x"], "noise rate in [0, 1)"),
+        (["--noise", "pair:0.4", "pair:0.4"], "given twice"),
+        (["--seeds", "0", "0"], "distinct non-negative"),
+        (["--seeds", "-1"], "distinct non-negative"),
+        (["--seeds"], "expected at least one argument"),
+        (["--epochs", "0"], "positive integer"),
+        (["--epochs", "5", "--warmup-epochs", "6"], "at most --epochs"),
+        (["--folds", "1"], "at least 2 folds"),
+        (["--train-size", "50"], "at least 100 images"),
+        (["--batch-size", "x"], "positive integer"),
+    ],
+)
+def test_argument_errors(argv, message, capsys):
+    from reference_training import label_issues
+
+    with pytest.raises(SystemExit) as error:
+        label_issues.parse_args(argv)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@needs_torch
+def test_quick_defaults():
+    from reference_training import label_issues
+
+    args = label_issues.parse_args(["--quick", "--epochs", "8"])
+    assert args.epochs == 8 and args.seeds == [0] and args.train_size == 400
+    assert args.noise == [label_issues.Noise("symmetric", 0.4)]
+
+
+@needs_torch
+def test_estimated_rate_with_another_setting_trains_its_own_gr(tmp_path, monkeypatch):
+    """When the warm-up estimate maps to another (beta, lam), gr-est is a run of its own (and a
+    retraining of its own), counted as 1 training plus the warm-up's share."""
+    pytest.importorskip("cleanlab")
+    import emphasis
+    from reference_training import label_issues
+
+    original = emphasis.suggest
+
+    def suggest(rate, num_classes):  # the true rate is exactly 0.4; an estimate never is
+        return original(rate, num_classes) if rate == 0.4 else (2.0, 0.0)
+
+    monkeypatch.setattr(emphasis, "suggest", suggest)
+    argv = [*TINY, "--epochs", "2", "--warmup-epochs", "1", "--train-size", "200"]
+    assert label_issues.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = {r["method"]: r for r in _read_csv(tmp_path / "results.csv")}
+    assert (float(rows["gr-est"]["beta"]), float(rows["gr-est"]["lam"])) == (2.0, 0.0)
+    assert float(rows["gr-est"]["trainings"]) == 1.5
+    assert rows["gr-est"]["test_acc"] != rows["gr"]["test_acc"] or (
+        rows["gr-est"]["roc_auc"] != rows["gr"]["roc_auc"]
+    )
+    assert "(2, 0)" in (tmp_path / "summary.md").read_text()
