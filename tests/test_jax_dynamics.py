@@ -82,3 +82,22 @@ def test_in_an_optax_style_loop_it_finds_the_flipped_labels():
     found = emphasis.find_label_issues(dynamics)
     assert noisy.flipped[found].mean() > 0.9
     assert abs(found.size / n - noisy.realised_rate) < 0.05
+
+
+def test_the_readme_pattern_is_this_one():
+    """The README's JAX block runs, given a train state's totals, and records like `record`."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Recording the dynamics in each framework", 1)[1]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    namespace = {"jax": jax, "jnp": jnp, "np": np, "emphasis": emphasis, "C": 3}
+    namespace["totals"] = init_totals(4)
+    exec(compile(block, "README JAX dynamics", "exec"), namespace)
+    logits = jnp.asarray([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    ours = namespace["record"](init_totals(4), jnp.asarray([0, 3]), logits, jnp.asarray([0, 2]))
+    theirs = record(init_totals(4), jnp.asarray([0, 3]), logits, jnp.asarray([0, 2]))
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert namespace["dynamics"].num_classes == 3

@@ -162,3 +162,15 @@ def test_in_a_training_loop_it_finds_the_flipped_labels():
     found = emphasis.find_label_issues(dynamics.numpy())
     assert noisy.flipped[found].mean() > 0.9
     assert abs(found.size / n - noisy.realised_rate) < 0.05
+
+
+def test_the_readme_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Recording the dynamics in each framework", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README torch dynamics", "exec"), namespace)
+    assert namespace["dynamics"].numpy().count.tolist() == [3] * 256
