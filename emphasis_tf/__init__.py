@@ -15,6 +15,13 @@ TensorFlow is imported when it is the backend (Keras's default), for
 ``tf.distribute`` and graph-mode assertions.
 """
 
+import importlib.util
+
+if importlib.util.find_spec("triton") is not None:
+    # Triton's native library segfaults when it loads after TensorFlow's (both bundle
+    # LLVM); torch.compile imports it lazily, so load it first when it is installed.
+    import triton  # noqa: F401
+
 try:
     import keras
 

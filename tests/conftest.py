@@ -4,9 +4,15 @@ Hypothesis runs a small number of examples by default so that CI stays fast;
 set EMPHASIS_HYPOTHESIS_EXAMPLES (e.g. 1000) for a longer search.
 """
 
+import importlib.util
 import os
 
 from hypothesis import HealthCheck, settings
+
+if importlib.util.find_spec("triton") is not None:
+    # Triton's native library must load before TensorFlow's: the other order segfaults
+    # (both bundle LLVM). torch.compile imports Triton lazily, after the TF tests ran.
+    import triton  # noqa: F401
 
 settings.register_profile(
     "emphasis",
