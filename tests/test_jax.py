@@ -641,3 +641,26 @@ def test_labels_out_of_range_under_jit_give_nan_loss_and_no_gradient():
     assert np.all(grads[2] == 0)
     kept = jax.grad(lambda z: emphasis_jax.gr_loss(z, labels[:2]).sum())(jnp.asarray(Z[:2]))
     np.testing.assert_allclose(grads[:2], kept, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "scheme", "fn"), CASES[:1] + CASES[4:5])
+def test_where_removing_the_label_under_jit_gives_nan_loss_and_no_gradient(name, scheme, fn):
+    # Eagerly refused ("where excludes the labelled class"); under jit nothing raises,
+    # and the row is inert with a NaN loss, as a label out of range is (not an inf loss).
+    z = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2])
+    where = np.ones(z.shape, bool)
+    where[1, 1] = False  # example 1's own class
+
+    def total(z):
+        return fn(z, labels, where=where).sum()
+
+    losses = jax.jit(lambda z: fn(z, labels, where=where))(z)
+    assert np.isnan(losses[1])
+    grads = jax.jit(jax.grad(total))(jnp.asarray(z))
+    assert np.all(grads[1] == 0)
+    rows = np.array([0, 2])
+    kept_losses = fn(z[rows], labels[rows], where=where[rows])
+    kept = jax.grad(lambda z: fn(z, labels[rows], where=where[rows]).sum())(jnp.asarray(z[rows]))
+    np.testing.assert_allclose(losses[rows], kept_losses, rtol=1e-6)
+    np.testing.assert_allclose(grads[rows], kept, rtol=1e-6)
