@@ -31,7 +31,12 @@ from emphasis import _value_checks as checks
 from emphasis import kernel
 from emphasis._docs import document
 from emphasis._layout import class_axes, to_rows
-from emphasis._validation import check_hyperparameter, check_ignore_index, is_concrete_number
+from emphasis._validation import (
+    check_hyperparameter,
+    check_ignore_index,
+    check_representable,
+    is_concrete_number,
+)
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -239,6 +244,8 @@ def _per_example(
     if axis_name is not None and not isinstance(axis_name, Hashable):
         raise TypeError(f"axis_name must be a hashable axis name, got {axis_name!r}")
     z, y, valid, bad_label, label_shape, dtype = _prepare(logits, labels, axis, where, ignore_index)
+    for name in names:  # known values that the compute dtype would make inf
+        check_representable(name, known[name], z.dtype.name)
     hyper = {name: jnp.asarray(options[name], dtype=z.dtype) for name in names}
     if z.shape[0] == 0:
         # No examples: nothing to normalise (the kernel's max has no identity on empty
@@ -408,7 +415,9 @@ def gr_loss(
     by its own examples unless ``axis_name`` names the mapped axis, which all-reduces the
     normaliser (``psum``/``pmax``) so the weights have mean 1 over the global batch.
     Traced hyperparameters (a schedule that changes ``beta`` every step) reuse one
-    compiled program.
+    compiled program. Known ones (numbers, concrete arrays) are checked, also that the
+    compute dtype holds them (float32: at most 3.4e+38); traced ones are not, and a
+    value out of range or beyond the compute dtype (inf in float32) gives NaN.
 
     Args:
         {ARRAY_ARGS}
