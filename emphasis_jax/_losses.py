@@ -76,6 +76,10 @@ def _losses_jvp(key: Hashable, axis_name: Hashable, primals: tuple, tangents: tu
     tangent = jnp.zeros_like(out.loss)
     if not isinstance(logits_dot, SymbolicZero):
         grad = kernel.grad_rows(logits, labels, out.coef, out.rest_max, out.rest_sum, jnp)
+        # A class at -inf has gradient exactly 0; grad_rows gives exp(-inf) * coef, which
+        # is 0 * inf = NaN where coef overflows (normalize=False, beta h > 88 in float32).
+        off_label = jnp.arange(logits.shape[-1]) != labels[:, None]
+        grad = jnp.where((logits == -jnp.inf) & off_label, jnp.zeros_like(grad), grad)
         tangent += jnp.sum(grad * logits_dot, axis=-1)
     live = {k: t for k, t in hyper_dot.items() if not isinstance(t, SymbolicZero)}
     if live:
