@@ -420,8 +420,9 @@ def gr_loss(
     normaliser (``psum``/``pmax``) so the weights have mean 1 over the global batch.
     Traced hyperparameters (a schedule that changes ``beta`` every step) reuse one
     compiled program. Known ones (numbers, concrete arrays) are checked, also that the
-    compute dtype holds them (float32: at most 3.4e+38); traced ones are not, and a
-    value out of range or beyond the compute dtype (inf in float32) gives NaN.
+    compute dtype holds them (float32: at most 3.4e+38); traced ones are not: a value
+    out of range computes the formula as written, and ``beta`` or ``lam`` beyond the
+    compute dtype (inf) gives NaN gradients.
 
     Args:
         {ARRAY_ARGS}
