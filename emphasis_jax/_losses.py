@@ -31,7 +31,12 @@ from emphasis import _value_checks as checks
 from emphasis import kernel
 from emphasis._docs import document
 from emphasis._layout import class_axes, to_rows
-from emphasis._validation import check_hyperparameter, check_ignore_index, is_concrete_number
+from emphasis._validation import (
+    check_hyperparameter,
+    check_ignore_index,
+    check_representable,
+    is_concrete_number,
+)
 
 __all__ = ["cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -71,6 +76,10 @@ def _losses_jvp(key: Hashable, axis_name: Hashable, primals: tuple, tangents: tu
     tangent = jnp.zeros_like(out.loss)
     if not isinstance(logits_dot, SymbolicZero):
         grad = kernel.grad_rows(logits, labels, out.coef, out.rest_max, out.rest_sum, jnp)
+        # A class at -inf has gradient exactly 0; grad_rows gives exp(-inf) * coef, which
+        # is 0 * inf = NaN where coef overflows (normalize=False, beta h > 88 in float32).
+        off_label = jnp.arange(logits.shape[-1]) != labels[:, None]
+        grad = jnp.where((logits == -jnp.inf) & off_label, jnp.zeros_like(grad), grad)
         tangent += jnp.sum(grad * logits_dot, axis=-1)
     live = {k: t for k, t in hyper_dot.items() if not isinstance(t, SymbolicZero)}
     if live:
@@ -116,9 +125,9 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
 
     ``z`` (M, C) is in the compute dtype, excluded rows zeroed and excluded classes -inf;
     ``y`` (M,) lies in [0, C) (0 where not valid); ``valid`` (M,) marks the rows that
-    count; ``bad_label`` the kept rows whose label is out of range, which no check caught
-    (under jit): as in optax they get a NaN loss, a zero gradient and no say in GR's
-    normaliser. ``label_shape`` and ``dtype`` are those of the per-example output.
+    count; ``bad_label`` the kept rows whose label is out of range or whose labelled class
+    ``where`` removes, which no check caught (under jit): as in optax they get a NaN loss,
+    a zero gradient and no say in GR's normaliser. ``label_shape`` and ``dtype`` are those of the per-example output.
     """
     checks.check_labels_fit_int32(labels)  # before jnp.asarray, which may cast to int32
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -151,50 +160,55 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
     num_classes = z.shape[-1]
 
     valid = None  # None: every row counts (no masking pass over the logits)
-    kept = None  # (M, C) the classes that `where` keeps, when it is given per logit
+    label_dropped = None  # (M,) rows whose labelled class `where` removes (per logit)
     if per_logit:
         kept = to_rows(where, labels, axes, jnp).logits
         valid = jnp.any(kept, axis=-1)
         z = jnp.where(kept, z, -jnp.inf)  # excluded classes leave the softmax
+        safe = jnp.clip(y, 0, num_classes - 1)[:, None]
+        label_dropped = ~jnp.take_along_axis(kept, safe, axis=-1)[:, 0]
     elif where is not None:
         valid = jnp.reshape(where, (-1,))
     if ignore_index is not None and checks.ignore_index_matches(y, ignore_index):
         valid = (y != ignore_index) if valid is None else valid & (y != ignore_index)
     counted = jnp.ones(y.shape, bool) if valid is None else valid
-    _check_values(z, y, counted, kept, ignore_index)
+    _check_values(z, y, counted, label_dropped, ignore_index)
+    # What no check caught (under jit): a label out of range, or one whose class `where`
+    # removes (its loss would be inf); such rows count as bad labels.
+    bad_label = checks.labels_out_of_range(y, counted, num_classes)
+    if label_dropped is not None:
+        bad_label = bad_label | (counted & label_dropped)
     if valid is not None:
         # Excluded rows may hold anything (padding, NaN): zero them so that their zero
         # gradient stays zero (0 * NaN would not).
-        z = jnp.where(valid[:, None], z, jnp.zeros_like(z))
-    bad_label = checks.labels_out_of_range(y, counted, num_classes)
+        z = jnp.where((valid & ~bad_label)[:, None], z, jnp.zeros_like(z))
     valid = counted & ~bad_label
     y = jnp.where(valid, y, jnp.zeros_like(y))
     return z, y, valid, bad_label, rows.label_shape, logits.dtype
 
 
 @jax.jit
-def _first_problems(z: Any, y: Any, valid: Any, kept: Any) -> Any:
+def _first_problems(z: Any, y: Any, valid: Any, label_dropped: Any) -> Any:
     """The first counted row (or -1) with bad logits (the core's :func:`bad_logit_rows`),
-    with a label out of range, and with its labelled class not ``kept`` by ``where``."""
-    safe = jnp.clip(y, 0, z.shape[-1] - 1)[:, None]
-    z_label = jnp.take_along_axis(z, safe, axis=-1)[:, 0]
-    excluded = False if kept is None else ~jnp.take_along_axis(kept, safe, axis=-1)[:, 0]
-    rel = kernel.relevance(z, safe[:, 0], jnp)
+    with a label out of range, and with its labelled class removed by ``where``."""
+    safe = jnp.clip(y, 0, z.shape[-1] - 1)
+    rel = kernel.relevance(z, safe, jnp)
+    z_label = jnp.take_along_axis(z, safe[:, None], axis=-1)[:, 0]
     flags = [
         checks.bad_logit_rows(z_label, rel.log_p, rel.rest_sum, valid),
         checks.labels_out_of_range(y, valid, z.shape[-1]),
-        valid & excluded,
+        valid & (False if label_dropped is None else label_dropped),
     ]
     return jnp.concatenate([jnp.nonzero(f, size=1, fill_value=-1)[0] for f in flags])
 
 
-def _check_values(z: Any, y: Any, valid: Any, kept: Any, ignore_index: Any) -> None:
+def _check_values(z: Any, y: Any, valid: Any, label_dropped: Any, ignore_index: Any) -> None:
     """The core's value checks, run when the values are known (not under jit or vmap):
     one jitted pass on the device and one read decide whether anything is wrong."""
     if z.shape[0] == 0:
         return  # nothing to check (and jnp.nonzero ignores fill_value on empty input)
     z = jax.lax.stop_gradient(z)  # under eager grad: the values, readable on the host
-    problems = _first_problems(z, y, valid, kept)
+    problems = _first_problems(z, y, valid, label_dropped)
     if isinstance(problems, jax.core.Tracer):
         return
     logits_row, label_row, excluded_row = np.asarray(problems).tolist()
@@ -234,6 +248,8 @@ def _per_example(
     if axis_name is not None and not isinstance(axis_name, Hashable):
         raise TypeError(f"axis_name must be a hashable axis name, got {axis_name!r}")
     z, y, valid, bad_label, label_shape, dtype = _prepare(logits, labels, axis, where, ignore_index)
+    for name in names:  # known values that the compute dtype would make inf
+        check_representable(name, known[name], z.dtype.name)
     hyper = {name: jnp.asarray(options[name], dtype=z.dtype) for name in names}
     if z.shape[0] == 0:
         # No examples: nothing to normalise (the kernel's max has no identity on empty
@@ -264,6 +280,9 @@ where: optional boolean mask, either of the shape of ``labels`` (``False``
     class from the example's softmax; an example with no class left is
     excluded). An excluded example has loss 0 and gradient 0. A mean over the
     kept examples is ``losses.sum() / where.sum()`` (or ``losses.mean(where=...)``).
+    A per-logit mask must keep each kept example's labelled class: eagerly this
+    is refused; under ``jit`` (no value checks) such an example gets a NaN loss,
+    gradient 0 and no say in GR's normaliser, as a label out of range does.
 ignore_index: optional label value that excludes its examples, like ``where``.
 """
 
@@ -400,7 +419,10 @@ def gr_loss(
     by its own examples unless ``axis_name`` names the mapped axis, which all-reduces the
     normaliser (``psum``/``pmax``) so the weights have mean 1 over the global batch.
     Traced hyperparameters (a schedule that changes ``beta`` every step) reuse one
-    compiled program.
+    compiled program. Known ones (numbers, concrete arrays) are checked, also that the
+    compute dtype holds them (float32: at most 3.4e+38); traced ones are not: a value
+    out of range computes the formula as written, and ``beta`` or ``lam`` beyond the
+    compute dtype (inf) gives NaN gradients.
 
     Args:
         {ARRAY_ARGS}

@@ -143,3 +143,36 @@ def test_torch_accepts_every_integer_target_dtype(dtype):
         torch.testing.assert_close(loss, F.cross_entropy(z, mask.long(), ignore_index=255))
         with pytest.raises(ValueError, match="got 255"):  # -100 is not 255 cast to uint8
             emphasis_torch.cce_loss(z, mask)
+
+
+# -- JAX (issue 13: bad input never becomes a wrong number) ---------------------------------
+
+Z32 = np.array([[200.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "float32")  # row 0: p = 1 in float32
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs jax")
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [("beta", 1e39, "1e+39"), ("lam", 1e300, "1e+300"), ("eps", 1e39, "1e+39")],
+)
+def test_jax_refuses_hyperparameters_float32_cannot_hold(name, value, shown):
+    """float32 would make them inf, and the gradient NaN where the float64 core is finite."""
+    import re
+
+    import jax
+
+    import emphasis_jax
+
+    match = re.escape(f"{name} must be at most 3.4e+38 to compute in float32, got {shown}")
+    with pytest.raises(ValueError, match=match):
+        emphasis_jax.gr_loss(Z32, Y, **{name: value})
+    with pytest.raises(ValueError, match=match):  # checked under jit too: the value is known
+        jax.jit(jax.grad(lambda z: emphasis_jax.gr_loss(z, Y, **{name: value}).sum()))(Z32)
+    with jax.enable_x64(True):  # a concrete float64 JAX scalar, float32 logits
+        with pytest.raises(ValueError, match=match):
+            emphasis_jax.gr_loss(Z32, Y, **{name: jax.numpy.asarray(value, "float64")})
+        # float64 logits compute in float64, which holds the value: finite, as the core
+        z64 = Z32.astype("float64")
+        grad = jax.grad(lambda z: emphasis_jax.gr_loss(z, Y, **{name: value}).mean())(z64)
+        expected = emphasis.logit_grad(z64, Y, emphasis.GR(**{name: value}))
+        np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-300)

@@ -641,3 +641,48 @@ def test_labels_out_of_range_under_jit_give_nan_loss_and_no_gradient():
     assert np.all(grads[2] == 0)
     kept = jax.grad(lambda z: emphasis_jax.gr_loss(z, labels[:2]).sum())(jnp.asarray(Z[:2]))
     np.testing.assert_allclose(grads[:2], kept, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "scheme", "fn"), CASES[:1] + CASES[4:5])
+def test_where_removing_the_label_under_jit_gives_nan_loss_and_no_gradient(name, scheme, fn):
+    # Eagerly refused ("where excludes the labelled class"); under jit nothing raises,
+    # and the row is inert with a NaN loss, as a label out of range is (not an inf loss).
+    z = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2])
+    where = np.ones(z.shape, bool)
+    where[1, 1] = False  # example 1's own class
+
+    def total(z):
+        return fn(z, labels, where=where).sum()
+
+    losses = jax.jit(lambda z: fn(z, labels, where=where))(z)
+    assert np.isnan(losses[1])
+    grads = jax.jit(jax.grad(total))(jnp.asarray(z))
+    assert np.all(grads[1] == 0)
+    rows = np.array([0, 2])
+    kept_losses = fn(z[rows], labels[rows], where=where[rows])
+    kept = jax.grad(lambda z: fn(z, labels[rows], where=where[rows]).sum())(jnp.asarray(z[rows]))
+    np.testing.assert_allclose(losses[rows], kept_losses, rtol=1e-6)
+    np.testing.assert_allclose(grads[rows], kept, rtol=1e-6)
+
+
+def test_unnormalised_overflow_keeps_minus_inf_classes_at_zero_gradient():
+    # normalize=False, beta = 1000: w = exp(beta h) is beyond float32 (beta h > 88), so the
+    # gradient is +-inf there, as the float64 value is beyond float32; a class at -inf
+    # still has gradient exactly 0 (exp(-inf) * inf was NaN).
+    z = np.array([[2.0, -np.inf, 0.0], [0.0, 1.0, -np.inf], [-np.inf, 3.0, 1.0]], np.float32)
+    labels = np.array([0, 0, 0])
+    kw = {"beta": 1000.0, "normalize": False}
+
+    def mean(x):
+        return emphasis_jax.gr_loss(x, labels, **kw).mean()
+
+    grads = np.asarray(jax.grad(mean)(jnp.asarray(z)))
+    expected = emphasis.logit_grad(z.astype(np.float64), labels, emphasis.GR(**kw))
+    assert not np.isnan(grads).any()
+    dead = np.isneginf(z) & (np.arange(3) != labels[:, None])
+    assert np.all(grads[dead] == 0)
+    big = np.abs(expected) > np.finfo(np.float32).max
+    assert big.any()
+    np.testing.assert_array_equal(grads[big], np.sign(expected[big]) * np.inf)
+    np.testing.assert_allclose(grads[~big], expected[~big], rtol=1e-5, atol=1e-30)
