@@ -92,6 +92,21 @@ def range_message(name: str, value: Any) -> str:
     return f"{name} must be {expected_range(name)}, got {float(value):g}"
 
 
+def hyperparameter_unrepresentable(value: Any, dtype_name: str) -> Any:
+    """Whether ``value`` lies beyond the largest finite number of ``dtype_name`` (a NumPy
+    float dtype name, the dtype the adapter computes in): beta = 1e39 in float32 is inf
+    there, and the gradient NaN. Plain comparisons, like :func:`hyperparameter_out_of_range`:
+    ``value`` may be a number, a 0-d tensor or a traced array."""
+    largest = float(np.finfo(dtype_name).max)
+    return (value > largest) | (value < -largest)
+
+
+def unrepresentable_message(name: str, value: Any, dtype_name: str) -> str:
+    """'beta must be at most 3.4e+38 to compute in float32, got 1e+39'."""
+    largest = float(np.finfo(dtype_name).max)
+    return f"{name} must be at most {largest:.2g} to compute in {dtype_name}, got {float(value):g}"
+
+
 def check_ignore_index(value: Any, name: str = "ignore_index", optional: bool = False) -> Any:
     """An integer label to ignore (or None when ``optional``); bools are refused."""
     if value is None and optional:

@@ -99,7 +99,9 @@ class Torch(Backend):
     def is_concrete(self, x: Any) -> bool:
         import torch
 
-        return not torch.compiler.is_compiling()
+        # Meta tensors (Keras's symbolic build) have shapes, no values.
+        device = getattr(getattr(x, "device", None), "type", None)
+        return not torch.compiler.is_compiling() and device != "meta"
 
 
 @functools.cache
