@@ -98,10 +98,11 @@ class Torch(Backend):
 
     def is_concrete(self, x: Any) -> bool:
         import torch
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-        # Meta tensors (Keras's symbolic build) have shapes, no values.
-        device = getattr(getattr(x, "device", None), "type", None)
-        return not torch.compiler.is_compiling() and device != "meta"
+        # Keras's symbolic build (compute_output_spec) calls the loss on meta tensors or
+        # placeholders filled with one value: shapes only, no values to check.
+        return not (torch.compiler.is_compiling() or in_symbolic_scope())
 
 
 @functools.cache

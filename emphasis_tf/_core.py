@@ -319,8 +319,6 @@ def per_example_losses(
         # The output of keras.activations.softmax: use its logits, as Keras does.
         y_pred, options = y_pred._keras_logits, options._replace(from_logits=True)
     check_labels_fit_int32(y_true, NAMES)  # before a conversion that may cast to int32
-    # Before the conversion, which copies a torch meta tensor (Keras's symbolic build).
-    concrete = backend().is_concrete(y_pred)
     options, hyper = split_options(options)
     tensors = {"y_true": y_true, "y_pred": ops.convert_to_tensor(y_pred, dtype=dtype)}
     tensors.update(sample_weight=sample_weight, mask=mask)
@@ -341,7 +339,7 @@ def per_example_losses(
         if not bool(bad):
             return result
         # Something is wrong: recompute eagerly, which raises naming the problem.
-    mode = "raise" if concrete and backend().is_concrete(tensors["y_pred"]) else "assert"
+    mode = "raise" if backend().is_concrete(tensors["y_pred"]) else "assert"
     return _per_example(options, Checks(mode), **tensors)
 
 
