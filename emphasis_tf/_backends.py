@@ -98,8 +98,11 @@ class Torch(Backend):
 
     def is_concrete(self, x: Any) -> bool:
         import torch
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
-        return not torch.compiler.is_compiling()
+        # Keras's symbolic build (compute_output_spec) calls the loss on meta tensors or
+        # placeholders filled with one value: shapes only, no values to check.
+        return not (torch.compiler.is_compiling() or in_symbolic_scope())
 
 
 @functools.cache

@@ -9,9 +9,15 @@ import keras
 from keras import ops
 
 from emphasis._docs import document
-from emphasis._validation import check_bool, check_ignore_index
+from emphasis._validation import check_bool, check_ignore_index, is_concrete_number
 from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
-from emphasis_tf._core import Options, get_keras_mask, per_example_losses, set_keras_mask
+from emphasis_tf._core import (
+    Options,
+    get_keras_mask,
+    per_example_losses,
+    set_keras_mask,
+    split_options,
+)
 
 __all__ = ["CCELoss", "GCELoss", "GRLoss", "MAELoss", "cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
@@ -25,7 +31,9 @@ def _options(
         raise TypeError(f"axis must be an integer (the class axis of y_pred), got {axis!r}")
     ignore_class = check_ignore_index(ignore_class, "ignore_class", optional=True)
     global_normalize = check_bool("global_normalize", global_normalize)
-    return Options(scheme, from_logits, axis, ignore_class, global_normalize)
+    options = Options(scheme, from_logits, axis, ignore_class, global_normalize)
+    split_options(options)  # refuses a tensor hyperparameter that is not a 0-d float
+    return options
 
 
 def _arguments(function: Any, local: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +74,9 @@ _OPTIONS = """from_logits: whether ``y_pred`` holds logits (default False, like 
     cross-entropies). With probabilities the loss works on ``log(y_pred)``, or on
     the logits Keras caches on a softmax output, and the model's logits receive
     exactly the core's gradient (its rows sum to zero, so the chain rule through
-    log-softmax leaves them unchanged).
+    log-softmax leaves them unchanged). Probabilities must lie in [0, 1] and each
+    counted row must sum to 1 within 0.01 (float16/bfloat16 softmax outputs do);
+    other rows are refused rather than renormalised.
 axis: the class axis of ``y_pred`` (-1, Keras's default).
 ignore_class: label whose examples get zero loss and zero gradient and count
     neither in GR's normalisation nor in a mean (a Keras mask is set)."""
@@ -269,7 +279,13 @@ class _EmphasisLoss(keras.losses.Loss):
         return self._scheme
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._config}
+        """The configuration; a tensor or ``keras.Variable`` hyperparameter is stored as
+        its current value (a float): the loss rebuilt from it holds a number."""
+        config = {**super().get_config(), **self._config}
+        for name in self._scheme.HYPERPARAMETERS:
+            if not is_concrete_number(config[name]):
+                config[name] = float(ops.convert_to_numpy(ops.convert_to_tensor(config[name])))
+        return config
 
     def _per_example(self, y_true: Any, y_pred: Any, sample_weight: Any) -> Any:
         mask = get_keras_mask(y_pred)
@@ -316,7 +332,9 @@ class GRLoss(_EmphasisLoss):
     Labels are integer class indices or one-hot rows (decided by shape).
     ``sample_weight`` (``model.fit(class_weight=...)`` included) weights both the
     loss and GR's normalising mean, as class weights do in the core. ``get_config``
-    stores ``reported_loss`` as its name or ``{"name": "gce", "q": q}``.
+    stores ``reported_loss`` as its name or ``{"name": "gce", "q": q}``, and a
+    hyperparameter given as a 0-d tensor or ``keras.Variable`` (a schedule: assigning
+    it changes the gradient without retracing) as its current value, a float.
 
     {GR_REFERENCES}
 

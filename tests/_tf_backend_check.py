@@ -46,6 +46,15 @@ CASES = {
     ),
     "cce": (emphasis_tf.CCELoss(from_logits=True, ignore_class=-1), emphasis.CCE()),
     "gce": (emphasis_tf.GCELoss(0.5, from_logits=True, ignore_class=-1), emphasis.GCE(0.5)),
+    # Tensor hyperparameters (issue 13): a keras.Variable beta, a 0-d tensor q.
+    "gr_variable_beta": (
+        emphasis_tf.GRLoss(keras.Variable(6.0), 0.5, from_logits=True, ignore_class=-1),
+        emphasis.GR(6.0, 0.5),
+    ),
+    "gce_tensor_q": (
+        emphasis_tf.GCELoss(keras.ops.convert_to_tensor(0.3), from_logits=True, ignore_class=-1),
+        emphasis.GCE(0.3),
+    ),
 }
 
 

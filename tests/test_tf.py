@@ -716,3 +716,170 @@ def test_doctests():
 
     failures, tried = doctest.testmod(emphasis_tf.losses, verbose=False)
     assert tried >= 9 and failures == 0
+
+
+# ---------------------------------------------------------------------------------
+# Issue 13: tensor hyperparameters, 0 classes, probability rows, float32 range
+# ---------------------------------------------------------------------------------
+Z3 = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], "float32")
+Y3 = np.array([0, 1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tensor_hyperparameters_compute_with_their_value(mode):
+    """A 0-d tensor or keras.Variable hyperparameter computes as the float would: eager
+    (the compiled eager path takes it as an input) and inside (XLA-compiled) graphs."""
+    for beta in (tf.constant(8.0), tf.constant(8.0, tf.float64), keras.Variable(8.0)):
+        want = loss_and_grad(emphasis_tf.GRLoss(8.0, 0.25, from_logits=True), Y3, Z3, mode)
+        got = loss_and_grad(emphasis_tf.GRLoss(beta, 0.25, from_logits=True), Y3, Z3, mode)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    functional = run(
+        lambda: emphasis_tf.gr_loss(Y3, Z3, beta=tf.constant(8.0), from_logits=True), mode
+    )
+    np.testing.assert_allclose(
+        functional(), emphasis_tf.gr_loss(Y3, Z3, from_logits=True), rtol=1e-6
+    )
+    gce = run(lambda: emphasis_tf.gce_loss(Y3, Z3, q=tf.constant(0.5), from_logits=True), mode)
+    np.testing.assert_allclose(
+        gce(), emphasis_tf.gce_loss(Y3, Z3, q=0.5, from_logits=True), rtol=1e-6
+    )
+
+
+def test_variable_hyperparameter_follows_its_value_and_config_stores_a_float():
+    beta = keras.Variable(8.0)
+    loss = emphasis_tf.GRLoss(beta, from_logits=True)
+    assert loss.get_config()["beta"] == 8.0
+    beta.assign(2.0)
+    np.testing.assert_allclose(loss(Y3, Z3), emphasis_tf.GRLoss(2.0, from_logits=True)(Y3, Z3))
+    config = loss.get_config()
+    assert config["beta"] == 2.0 and isinstance(config["beta"], float)
+    assert emphasis_tf.GRLoss.from_config(config).scheme == emphasis.GR(2.0)
+
+
+def test_variable_beta_changed_between_epochs_under_xla_without_retracing():
+    """model.fit(jit_compile=True): a callback sets beta each epoch; each epoch's step
+    uses the new value (SGD with lr 1: the weights move by GR's gradient at that beta),
+    and the loss is traced once."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    y = rng.integers(0, 3, size=8)
+    betas = [8.0, 1.0, 20.0]
+    traces = []
+
+    class Counted(emphasis_tf.GRLoss):
+        def call(self, y_true, y_pred):
+            traces.append(1)  # Python side effect: runs once per trace
+            return super().call(y_true, y_pred)
+
+    def build():
+        keras.utils.set_random_seed(5)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    beta = keras.Variable(betas[0], trainable=False)
+    model = build()
+    model.compile(keras.optimizers.SGD(1.0), Counted(beta, from_logits=True), jit_compile=True)
+    setter = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: beta.assign(betas[epoch])
+    )
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[setter])
+    after_one = len(traces)
+    model.fit(
+        x, y, batch_size=8, epochs=3, initial_epoch=1, shuffle=False, verbose=0, callbacks=[setter]
+    )
+    assert len(traces) == after_one  # no retracing when beta changes
+
+    reference = build()
+    for b in betas:
+        with tf.GradientTape() as tape:
+            value = emphasis_tf.GRLoss(b, from_logits=True)(y, reference(x))
+        grads = tape.gradient(value, reference.trainable_variables)
+        for var, g in zip(reference.trainable_variables, grads, strict=True):
+            var.assign_sub(g)
+    for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_tensor_hyperparameters_are_refused_by_name():
+    with pytest.raises(
+        ValueError, match=r"beta must be a number or a 0-d tensor, got shape \(1,\)"
+    ):
+        emphasis_tf.GRLoss(beta=tf.constant([8.0]))
+    with pytest.raises(ValueError, match="q must be a number or a 0-d tensor"):
+        emphasis_tf.gce_loss(Y3, Z3, q=tf.ones((2,)), from_logits=True)
+    with pytest.raises(TypeError, match="lam must be a number or a floating-point tensor"):
+        emphasis_tf.GRLoss(lam=tf.constant(1))
+    with pytest.raises(ValueError, match="beta must be >= 0, got -1"):
+        emphasis_tf.gr_loss(Y3, Z3, beta=tf.constant(-1.0), from_logits=True)
+    with pytest.raises(ValueError, match=r"q must be in \[0, 1\], got 1.5"):
+        emphasis_tf.GCELoss(q=keras.Variable(1.5), from_logits=True)(Y3, Z3)
+    with pytest.raises(ValueError, match="eps must be >= 0, got nan"):
+        emphasis_tf.GRLoss(eps=tf.constant(math.nan), from_logits=True)(Y3, Z3)
+    loss = emphasis_tf.GRLoss(beta=keras.Variable(-1.0), from_logits=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beta must be >= 0"):
+        loss_and_grad(loss, Y3, Z3, "function")
+    value, grad = loss_and_grad(loss, Y3, Z3, "xla")  # XLA drops the assert: NaN
+    assert np.isnan(value) and np.isnan(grad).all()
+
+
+def test_huge_hyperparameters_are_refused_in_float32():
+    """float32 cannot hold them: the gradient would be NaN where float64 is finite."""
+    with pytest.raises(
+        ValueError, match=r"beta must be at most 3.4e\+38 to compute in float32, got 1e\+39"
+    ):
+        emphasis_tf.gr_loss(Y3, Z3, beta=1e39, from_logits=True)
+    with pytest.raises(
+        ValueError, match=r"lam must be at most 3.4e\+38 to compute in float32, got 1e\+300"
+    ):
+        emphasis_tf.GRLoss(lam=1e300, from_logits=True)(Y3, Z3.astype("float16"))
+    with pytest.raises(ValueError, match=r"beta must be at most 3.4e\+38 to compute in float32"):
+        emphasis_tf.gr_loss(Y3, Z3, beta=tf.constant(1e39, tf.float64), from_logits=True)
+    # float64 holds them: finite, as in the core.
+    value, grad = loss_and_grad(
+        emphasis_tf.GRLoss(1e39, from_logits=True, dtype="float64"), Y3, Z3.astype("float64")
+    )
+    assert np.isfinite(value) and np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("form", ["class", "functional"])
+def test_zero_classes_are_refused_by_name(form):
+    with pytest.raises(
+        ValueError, match=r"y_pred must have at least one class, got shape \(2, 0\)"
+    ):
+        if form == "class":
+            emphasis_tf.CCELoss(from_logits=True)(np.array([0, 0]), np.zeros((2, 0), "float32"))
+        else:
+            emphasis_tf.cce_loss(np.array([0, 0]), np.zeros((2, 0), "float32"))
+
+
+@pytest.mark.parametrize("loss", ["cce", "mae", "gce", "gr"])
+def test_probability_rows_must_sum_to_one(loss):
+    """Keras's CategoricalGeneralizedCrossEntropy uses [.5, .89, .6] as it is (0.1132);
+    a softmax would renormalise it (0.6625): refused instead, by name, for every loss."""
+    make = SCHEMES[loss][0]
+    probs = np.array([[0.2, 0.3, 0.5], [0.5, 0.89, 0.6]], "float32")
+    labels = np.array([2, 0])
+    with pytest.raises(
+        ValueError,
+        match=r"y_pred must hold probability rows that sum to 1 .*example 1 sums to 1.99",
+    ):
+        make()(labels, probs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="sum to 1"):
+        loss_and_grad(make(), labels, probs, "function")
+    value, grad = loss_and_grad(make(reduction="none"), labels, probs, "xla")
+    assert np.isfinite(value[0]) and np.isnan(value[1])
+    assert np.isfinite(grad[0]).all() and np.isnan(grad[1]).all()
+    # Ignored rows are not checked.
+    make(ignore_class=0)(labels, probs)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_low_precision_softmax_rows_are_accepted(dtype):
+    rng = np.random.default_rng(22)
+    logits = tf.cast(
+        rng.normal(size=(64, 1000)) * rng.choice([0.1, 5.0, 20.0], size=(64, 1)), dtype
+    )
+    probs = tf.nn.softmax(logits)
+    labels = rng.integers(0, 1000, size=64)
+    assert np.isfinite(emphasis_tf.gce_loss(labels, probs).numpy().astype("float32")).all()
+    assert np.isfinite(float(emphasis_tf.GRLoss()(labels, probs)))
