@@ -1,0 +1,91 @@
+"""emphasis_torch: bad input is refused by name, never turned into a wrong number (issue 13).
+
+The torch section of tests/test_bad_input.py, kept in its own file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+
+import emphasis_torch  # noqa: E402
+
+LOSSES = [emphasis_torch.gr_loss, emphasis_torch.cce_loss, emphasis_torch.mae_loss]
+
+
+# -- item 1: float one-hot targets follow F.cross_entropy's probability targets -------------
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_float_one_hot_target_with_weight_matches_cross_entropy(shape, reduction):
+    torch.manual_seed(0)
+    z = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (shape[0], *shape[2:]))
+    one_hot = torch.movedim(F.one_hot(labels, 4), -1, 1).double()
+    weight = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
+    expected = F.cross_entropy(z, one_hot, weight=weight, reduction=reduction)
+    loss = emphasis_torch.cce_loss(z, one_hot, weight=weight, reduction=reduction)
+    torch.testing.assert_close(loss, expected)
+    (grad,) = torch.autograd.grad(loss.sum(), z)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), z)
+    torch.testing.assert_close(grad, expected_grad)
+    # Integer targets keep dividing "mean" by the weight sum, as F.cross_entropy does.
+    torch.testing.assert_close(
+        emphasis_torch.cce_loss(z, labels, weight=weight, reduction=reduction),
+        F.cross_entropy(z, labels, weight=weight, reduction=reduction),
+    )
+
+
+def test_float_one_hot_target_refuses_ignore_index_as_cross_entropy():
+    z = torch.randn(4, 3)
+    one_hot = F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        F.cross_entropy(z, one_hot, ignore_index=0)
+    for loss in LOSSES:
+        with pytest.raises(ValueError, match="ignore_index is not supported with a floating"):
+            loss(z, one_hot, ignore_index=0)
+    # A negative ignore_index matches no class: both ignore nothing.
+    torch.testing.assert_close(
+        emphasis_torch.cce_loss(z, one_hot, ignore_index=-1),
+        F.cross_entropy(z, one_hot, ignore_index=-1),
+    )
+
+
+# -- item 2: meta tensors, bool one-hot targets, no classes ---------------------------------
+
+
+def test_meta_tensors_with_validate_skip_the_value_checks():
+    z = torch.randn(8, 5, device="meta", requires_grad=True)
+    y = torch.randint(0, 5, (8,), device="meta")
+    weight = torch.ones(5, device="meta")
+    loss = emphasis_torch.gr_loss(z, y, weight=weight, beta=torch.tensor(8.0, device="meta"))
+    loss.backward()
+    assert loss.device.type == "meta" and z.grad.shape == z.shape
+    module = emphasis_torch.GRLoss(weight=weight, lam=torch.tensor(0.5, device="meta"))
+    assert module(z, y).device.type == "meta"
+
+
+def test_bool_one_hot_target_is_read_as_its_labels():
+    z = torch.randn(4, 3, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1, 2])
+    one_hot = F.one_hot(labels, 3).bool()
+    weight = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    for loss in LOSSES:
+        torch.testing.assert_close(
+            loss(z, one_hot, weight=weight, ignore_index=2),
+            loss(z, labels, weight=weight, ignore_index=2),
+        )
+    with pytest.raises(ValueError, match="example 1 is not one-hot"):
+        emphasis_torch.gr_loss(z, torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]]).bool())
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_no_classes_is_refused_by_name(one_hot):
+    z = torch.zeros(4, 0)
+    target = torch.zeros(4, 0) if one_hot else torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="input must have at least one class"):
+        emphasis_torch.gr_loss(z, target)
