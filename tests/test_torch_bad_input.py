@@ -89,3 +89,19 @@ def test_no_classes_is_refused_by_name(one_hot):
     target = torch.zeros(4, 0) if one_hot else torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="input must have at least one class"):
         emphasis_torch.gr_loss(z, target)
+
+
+# -- item 3: a class weight of the wrong shape is reported as that ------------------------
+
+
+def test_weight_of_wrong_shape_and_negative_entry_is_a_shape_error():
+    z, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    weight = torch.tensor([1.0, -1.0])
+    shape_error = r"weight must have shape \(3,\) \(one per class\), got \(2,\)"
+    with pytest.raises(ValueError, match=shape_error):
+        emphasis_torch.cce_loss(z, y, weight=weight)
+    loss_fn = emphasis_torch.CCELoss(weight=weight)  # the number of classes is not known yet
+    with pytest.raises(ValueError, match=shape_error):
+        loss_fn(z, y)
+    with pytest.raises(ValueError, match="weight must be finite and non-negative"):
+        loss_fn(torch.zeros(2, 2), y)
