@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -163,6 +164,46 @@ def hyperparameter_checks(hyper: dict[str, Any], checks: list[Check] | None) -> 
                 )
 
 
+def compute_dtype_checks(
+    scheme: emphasis.Scheme, hyper: dict[str, Any], dtype: torch.dtype, checks: list[Check] | None
+) -> None:
+    """Refuse, by name, what the compute dtype cannot hold: a hyperparameter beyond its
+    largest number (cast, it becomes inf, and inf * 0 NaN), and for GR without
+    normalisation a largest weight exp(beta max h) beyond its exp range (an infinite
+    weight gives NaN gradients). Numbers raise now; tensors go into ``checks``."""
+    name_of_dtype = str(dtype).removeprefix("torch.")
+    for name, value in hyper.items():
+        if not isinstance(value, torch.Tensor):
+            if values.beyond_dtype(value, name_of_dtype):
+                raise ValueError(values.dtype_limit_message(name, value, name_of_dtype))
+        elif checks is not None:
+            checks.append(
+                Check(
+                    values.beyond_dtype(value, name_of_dtype),
+                    f"{name} must be at most the largest {name_of_dtype}",
+                    functools.partial(values.dtype_limit_message, name, value, name_of_dtype),
+                )
+            )
+    if scheme.transform != "exp" or scheme.normalize:
+        return
+    beta, lam = hyper["beta"], hyper["lam"]
+    log_max = math.log(torch.finfo(dtype).max)
+    explain = functools.partial(values.weight_overflow_message, beta, lam, name_of_dtype)
+    tensors = [v for v in (beta, lam) if isinstance(v, torch.Tensor)]
+    if not tensors:
+        if values.log_peak_weight(beta, lam) > log_max:
+            raise ValueError(explain())
+    elif checks is not None:
+        device = tensors[0].device
+        peak = values.log_peak_weight(
+            torch.as_tensor(beta, device=device),
+            torch.as_tensor(lam, device=device),
+            TorchNamespace(device),
+        )
+        message = f"beta: exp(beta max h) overflows {name_of_dtype} with normalize=False"
+        checks.append(Check(peak > log_max, message, explain))
+
+
 def weight_check(weight: torch.Tensor) -> Check:
     """The class weights must be finite and non-negative."""
     return Check(
@@ -233,9 +274,10 @@ def _loss(
             "F.cross_entropy, which reads float targets as class probabilities; got "
             f"ignore_index={ignore_index} (give integer class indices to ignore examples)"
         )
+    dtype = compute_dtype(input.dtype)
+    compute_dtype_checks(scheme, hyper, dtype, checks)
     rows = _rows(input, target, checks)
     logits, num_classes = rows.logits, int(rows.logits.shape[-1])
-    dtype = compute_dtype(input.dtype)
     xp = TorchNamespace(input.device)
     labels, valid = core.safe_labels(rows.labels, ignore_index, xp)
     bad_labels = values.labels_out_of_range(labels, valid, num_classes)

@@ -5,7 +5,12 @@ The torch section of tests/test_bad_input.py, kept in its own file.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+
+import emphasis
 
 torch = pytest.importorskip("torch")
 
@@ -105,3 +110,63 @@ def test_weight_of_wrong_shape_and_negative_entry_is_a_shape_error():
         loss_fn(z, y)
     with pytest.raises(ValueError, match="weight must be finite and non-negative"):
         loss_fn(torch.zeros(2, 2), y)
+
+
+# -- item 4: hyperparameters the compute dtype cannot hold ---------------------------------
+
+Z_MINUS_INF = [[0.0, 1.0, -math.inf], [0.5, 0.0, 0.0]]
+CONFIDENT = [[30.0, 0.0, 0.0], [0.5, 0.0, 0.0]]
+
+
+def _grad(rows, dtype, **kwargs):
+    z = torch.tensor(rows, dtype=dtype, requires_grad=True)
+    emphasis_torch.gr_loss(z, torch.tensor([0, 0]), **kwargs).backward()
+    return z.grad
+
+
+def _core_grad(rows, **kwargs):
+    return emphasis.logit_grad(np.array(rows), np.array([0, 0]), emphasis.GR(**kwargs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weights_beyond_the_exp_range_without_normalisation_are_refused(dtype):
+    with pytest.raises(ValueError, match=r"beta must be at most 230.5 for normalize=False"):
+        _grad(Z_MINUS_INF, dtype, beta=1000.0, normalize=False)
+    with pytest.raises(ValueError, match=r"beta must be at most 230.5 for normalize=False"):
+        _grad(Z_MINUS_INF, dtype, beta=torch.tensor(1000.0), normalize=False)
+    # Within the range the gradient is the core's, and exactly 0 at the -inf logit.
+    grad = _grad(Z_MINUS_INF, dtype, beta=230.0, normalize=False)
+    expected = _core_grad(Z_MINUS_INF, beta=230.0, normalize=False)
+    assert torch.isfinite(grad).all() and grad[0, 2] == 0
+    np.testing.assert_allclose(
+        grad.double().numpy(), expected, rtol=2e-2 if dtype == torch.bfloat16 else 1e-4
+    )
+
+
+def test_float64_keeps_its_own_exp_range():
+    grad = _grad(Z_MINUS_INF, torch.float64, beta=1000.0, normalize=False)
+    expected = _core_grad(Z_MINUS_INF, beta=1000.0, normalize=False)
+    assert grad[0, 2] == 0
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"beta must be at most 1844 for normalize=False"):
+        _grad(Z_MINUS_INF, torch.float64, beta=2000.0, normalize=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"beta": 1e39}, "beta"), ({"lam": 1e300}, "lam"), ({"eps": 1e39}, "eps")],
+)
+def test_hyperparameters_beyond_float32_are_refused_by_name(kwargs, name):
+    match = rf"{name} must be at most 3.4e\+38 for float32 computation, got"
+    with pytest.raises(ValueError, match=match):
+        _grad(CONFIDENT, torch.float32, **kwargs)
+    tensor = {name: torch.tensor(kwargs[name], dtype=torch.float64)}
+    with pytest.raises(ValueError, match=match):
+        _grad(CONFIDENT, torch.float32, **tensor)
+    with pytest.raises(ValueError, match=match):
+        emphasis_torch.GRLoss(**tensor)(torch.tensor(CONFIDENT), torch.tensor([0, 0]))
+    # float64 holds them: the core's gradient, finite.
+    grad = _grad(CONFIDENT, torch.float64, **kwargs)
+    np.testing.assert_allclose(
+        grad.numpy(), _core_grad(CONFIDENT, **kwargs), rtol=1e-9, atol=1e-300
+    )
