@@ -20,9 +20,7 @@ __all__ = [
     "Names",
     "bad_logit_rows",
     "bad_weights",
-    "beyond_dtype",
     "check_labels_fit_int32",
-    "dtype_limit_message",
     "ignore_index_matches",
     "label_message",
     "labels_out_of_range",
@@ -178,17 +176,6 @@ def weight_message(name: str = "weight", example: Any = None, value: Any = None)
 
 
 # -- hyperparameters in a compute dtype ------------------------------------------------------
-
-
-def beyond_dtype(value: Any, dtype_name: str) -> Any:
-    """Whether a hyperparameter exceeds the largest finite number of the compute dtype
-    (cast there it would become inf, and inf * 0 NaN). Plain comparisons: any array kind."""
-    return value > float(np.finfo(dtype_name).max)
-
-
-def dtype_limit_message(name: str, value: Any, dtype_name: str) -> str:
-    limit = float(np.finfo(dtype_name).max)
-    return f"{name} must be at most {limit:.2g} for {dtype_name} computation, got {float(value):g}"
 
 
 def log_peak_weight(beta: Any, lam: Any, xp: Any = None) -> Any:

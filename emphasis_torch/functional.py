@@ -173,15 +173,13 @@ def compute_dtype_checks(
     weight gives NaN gradients). Numbers raise now; tensors go into ``checks``."""
     name_of_dtype = str(dtype).removeprefix("torch.")
     for name, value in hyper.items():
-        if not isinstance(value, torch.Tensor):
-            if values.beyond_dtype(value, name_of_dtype):
-                raise ValueError(values.dtype_limit_message(name, value, name_of_dtype))
-        elif checks is not None:
+        validation.check_representable(name, value, name_of_dtype)  # numbers
+        if isinstance(value, torch.Tensor) and checks is not None:
             checks.append(
                 Check(
-                    values.beyond_dtype(value, name_of_dtype),
+                    torch.abs(value) > torch.finfo(dtype).max,
                     f"{name} must be at most the largest {name_of_dtype}",
-                    functools.partial(values.dtype_limit_message, name, value, name_of_dtype),
+                    functools.partial(validation.representable_message, name, value, name_of_dtype),
                 )
             )
     if scheme.transform != "exp" or scheme.normalize:

@@ -157,7 +157,7 @@ def test_float64_keeps_its_own_exp_range():
     [({"beta": 1e39}, "beta"), ({"lam": 1e300}, "lam"), ({"eps": 1e39}, "eps")],
 )
 def test_hyperparameters_beyond_float32_are_refused_by_name(kwargs, name):
-    match = rf"{name} must be at most 3.4e\+38 for float32 computation, got"
+    match = rf"{name} must be at most 3.4e\+38 to compute in float32, got"
     with pytest.raises(ValueError, match=match):
         _grad(CONFIDENT, torch.float32, **kwargs)
     tensor = {name: torch.tensor(kwargs[name], dtype=torch.float64)}
