@@ -170,3 +170,15 @@ def test_hyperparameters_beyond_float32_are_refused_by_name(kwargs, name):
     np.testing.assert_allclose(
         grad.numpy(), _core_grad(CONFIDENT, **kwargs), rtol=1e-9, atol=1e-300
     )
+
+
+def test_compiled_tensor_beta_beyond_the_exp_range_fails_in_graph():
+    def loss_fn(z, y, beta):
+        return emphasis_torch.gr_loss(z, y, beta=beta, normalize=False)
+
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    z, y = torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 0])
+    compiled(z, y, torch.tensor(8.0)).backward()
+    assert torch.isfinite(z.grad).all()
+    with pytest.raises(RuntimeError, match=r"beta: exp\(beta max h\) overflows float32"):
+        compiled(z, y, torch.tensor(1000.0))
