@@ -92,18 +92,26 @@ def range_message(name: str, value: Any) -> str:
     return f"{name} must be {expected_range(name)}, got {float(value):g}"
 
 
-def representable_message(name: str, value: Any, dtype_name: str) -> str:
+def hyperparameter_unrepresentable(value: Any, dtype_name: str) -> Any:
+    """Whether ``value`` lies beyond the largest finite number of ``dtype_name`` (a NumPy
+    float dtype name, the dtype the adapter computes in): beta = 1e39 in float32 is inf
+    there, and the gradient NaN. Plain comparisons, like :func:`hyperparameter_out_of_range`:
+    ``value`` may be a number, a 0-d tensor or a traced array."""
+    largest = float(np.finfo(dtype_name).max)
+    return (value > largest) | (value < -largest)
+
+
+def unrepresentable_message(name: str, value: Any, dtype_name: str) -> str:
     """'beta must be at most 3.4e+38 to compute in float32, got 1e+39'."""
-    high = float(np.finfo(np.dtype(dtype_name)).max)
-    return f"{name} must be at most {high:.2g} to compute in {dtype_name}, got {float(value):g}"
+    largest = float(np.finfo(dtype_name).max)
+    return f"{name} must be at most {largest:.2g} to compute in {dtype_name}, got {float(value):g}"
 
 
 def check_representable(name: str, value: Any, dtype_name: str) -> None:
-    """Refuse a concrete number beyond the largest finite value of ``dtype_name`` (a NumPy
-    float dtype name, the adapter's compute dtype): the cast would make it inf, and the
-    weights NaN. Framework tensors (traced values) pass unchecked."""
-    if is_concrete_number(value) and abs(float(value)) > float(np.finfo(np.dtype(dtype_name)).max):
-        raise ValueError(representable_message(name, value, dtype_name))
+    """Refuse a concrete number that ``dtype_name`` cannot hold (framework tensors and
+    traced values pass: the adapter checks those where it can)."""
+    if is_concrete_number(value) and bool(hyperparameter_unrepresentable(float(value), dtype_name)):
+        raise ValueError(unrepresentable_message(name, value, dtype_name))
 
 
 def check_ignore_index(value: Any, name: str = "ignore_index", optional: bool = False) -> Any:

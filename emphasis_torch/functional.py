@@ -177,9 +177,11 @@ def compute_dtype_checks(
         if isinstance(value, torch.Tensor) and checks is not None:
             checks.append(
                 Check(
-                    torch.abs(value) > torch.finfo(dtype).max,
+                    validation.hyperparameter_unrepresentable(value, name_of_dtype),
                     f"{name} must be at most the largest {name_of_dtype}",
-                    functools.partial(validation.representable_message, name, value, name_of_dtype),
+                    functools.partial(
+                        validation.unrepresentable_message, name, value, name_of_dtype
+                    ),
                 )
             )
     if scheme.transform != "exp" or scheme.normalize:
