@@ -24,11 +24,13 @@ __all__ = [
     "ignore_index_matches",
     "label_message",
     "labels_out_of_range",
+    "log_peak_weight",
     "logits_message",
     "logits_row_message",
     "not_one_hot",
     "one_hot_message",
     "weight_message",
+    "weight_overflow_message",
 ]
 
 
@@ -171,3 +173,40 @@ def ignore_index_matches(labels: Any, ignore_index: Any) -> bool:
 def weight_message(name: str = "weight", example: Any = None, value: Any = None) -> str:
     got = "" if example is None else f", got {value} (example {example})"
     return f"{name} must be finite and non-negative{got}"
+
+
+# -- hyperparameters in a compute dtype ------------------------------------------------------
+
+
+def log_peak_weight(beta: Any, lam: Any, xp: Any = None) -> Any:
+    """``beta * max_p p^lam (1 - p) = beta lam^lam / (1 + lam)^(1 + lam)``: the largest log
+    weight of GR's exp transform (at p = lam / (1 + lam)); concrete numbers when ``xp`` is
+    None, arrays of ``xp`` otherwise.
+
+    Formed as ``-lam log(1 + 1/lam) - log(1 + lam)`` in log space (no lam^lam overflow).
+
+    >>> round(log_peak_weight(1000.0, 0.5), 1)
+    384.9
+    """
+    if xp is None:
+        lam = float(lam)
+        log_h = -lam * math.log1p(1.0 / lam) - math.log1p(lam) if lam > 0 else 0.0
+        return beta * math.exp(log_h)
+    positive = lam > 0
+    safe = xp.where(positive, lam, xp.ones_like(lam))
+    log_lam, zero = xp.log(safe), xp.zeros_like(safe)  # log(1 + x) as logaddexp(0, log x)
+    log_h = -safe * xp.logaddexp(zero, -log_lam) - xp.logaddexp(zero, log_lam)
+    return beta * xp.exp(xp.where(positive, log_h, xp.zeros_like(log_h)))
+
+
+def weight_overflow_message(beta: Any, lam: Any, dtype_name: str) -> str:
+    """GR with normalize=False: exp(beta h) must stay finite in the compute dtype."""
+    log_max = math.log(float(np.finfo(dtype_name).max))
+    peak = log_peak_weight(1.0, lam)
+    return (
+        f"beta must be at most {log_max / peak:.4g} for normalize=False with lam={float(lam):g} "
+        f"in {dtype_name} computation, got {float(beta):g}: the largest weight "
+        f"exp(beta * {peak:.3g}) (= exp(beta max_p p^lam (1 - p))) would overflow "
+        f"{dtype_name} beyond exp({log_max:.1f}); normalize=True computes the weights in log "
+        "space and has no such limit"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -27,13 +28,14 @@ from emphasis import _validation as validation
 from emphasis import _value_checks as values
 from emphasis import kernel as core
 from emphasis._docs import document
-from emphasis._layout import Rows, to_rows
+from emphasis._layout import Rows, check_shapes, to_rows
 from emphasis_torch._autograd import compute_dtype, emphasis_rows
 from emphasis_torch._namespace import TorchNamespace
 
 __all__ = ["BatchStats", "cce_loss", "gce_loss", "gr_loss", "mae_loss"]
 
 Hyperparameter = float | torch.Tensor
+_ARGS = ("input", "target")
 _NAMES = values.Names(logits="input", labels="target", labels_must="must hold class indices")
 #: The constructor's fields of each scheme class (a constant: torch.compile traces a lookup).
 SCHEME_FIELDS: dict[type[emphasis.Scheme], tuple[str, ...]] = {
@@ -47,10 +49,15 @@ DOCS = {
     "INPUT_ARGS": """input: logits, (C,), (N, C) or (N, C, d1, ..., dk); float16, bfloat16,
     float32 or float64 (16-bit inputs compute in float32).
 target: class indices, (), (N,) or (N, d1, ..., dk), integer; or one-hot rows shaped
-    like ``input`` (soft targets raise ValueError).""",
+    like ``input`` (soft targets raise ValueError). One-hot rows of a floating dtype
+    are what ``F.cross_entropy`` reads as class probabilities, and follow it exactly:
+    ``"mean"`` divides by the number of examples (not the class weight sum) and
+    ``ignore_index >= 0`` raises ValueError; integer and bool one-hot rows count as
+    their class indices.""",
     "OPTIONS": """weight: optional (C,) floating-point class weights: each example's loss and
     gradient are multiplied by the weight of its label, and ``"mean"`` divides by their
-    sum (as ``F.cross_entropy``); they also weight GR's normalising mean.
+    sum (as ``F.cross_entropy``; by the count for float one-hot targets, as there);
+    they also weight GR's normalising mean.
 ignore_index: label whose examples get zero loss and gradient and count neither in
     the mean nor in GR's normaliser.
 reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -101,11 +108,16 @@ class Check(NamedTuple):
 
 
 def run_checks(checks: list[Check]) -> None:
-    """In-graph asserts under torch.compile; eagerly one host read, then a ValueError."""
+    """In-graph asserts under torch.compile; eagerly one host read, then a ValueError.
+
+    Flags on meta tensors hold no value to read: those checks are skipped (as under vmap).
+    """
     if torch.compiler.is_compiling():
         for check in checks:
             torch._assert_async(~check.failed, check.message)
-    elif checks:
+        return
+    checks = [check for check in checks if not check.failed.is_meta]
+    if checks:
         failed = torch.stack([check.failed for check in checks]).tolist()  # the one host sync
         for check, bad in zip(checks, failed, strict=True):
             if bad:
@@ -150,6 +162,46 @@ def hyperparameter_checks(hyper: dict[str, Any], checks: list[Check] | None) -> 
                         functools.partial(validation.range_message, name, value),
                     )
                 )
+
+
+def compute_dtype_checks(
+    scheme: emphasis.Scheme, hyper: dict[str, Any], dtype: torch.dtype, checks: list[Check] | None
+) -> None:
+    """Refuse, by name, what the compute dtype cannot hold: a hyperparameter beyond its
+    largest number (cast, it becomes inf, and inf * 0 NaN), and for GR without
+    normalisation a largest weight exp(beta max h) beyond its exp range (an infinite
+    weight gives NaN gradients). Numbers raise now; tensors go into ``checks``."""
+    name_of_dtype = str(dtype).removeprefix("torch.")
+    for name, value in hyper.items():
+        validation.check_representable(name, value, name_of_dtype)  # numbers
+        if isinstance(value, torch.Tensor) and checks is not None:
+            checks.append(
+                Check(
+                    validation.hyperparameter_unrepresentable(value, name_of_dtype),
+                    f"{name} must be at most the largest {name_of_dtype}",
+                    functools.partial(
+                        validation.unrepresentable_message, name, value, name_of_dtype
+                    ),
+                )
+            )
+    if scheme.transform != "exp" or scheme.normalize:
+        return
+    beta, lam = hyper["beta"], hyper["lam"]
+    log_max = math.log(torch.finfo(dtype).max)
+    explain = functools.partial(values.weight_overflow_message, beta, lam, name_of_dtype)
+    tensors = [v for v in (beta, lam) if isinstance(v, torch.Tensor)]
+    if not tensors:
+        if values.log_peak_weight(beta, lam) > log_max:
+            raise ValueError(explain())
+    elif checks is not None:
+        device = tensors[0].device
+        peak = values.log_peak_weight(
+            torch.as_tensor(beta, device=device),
+            torch.as_tensor(lam, device=device),
+            TorchNamespace(device),
+        )
+        message = f"beta: exp(beta max h) overflows {name_of_dtype} with normalize=False"
+        checks.append(Check(peak > log_max, message, explain))
 
 
 def weight_check(weight: torch.Tensor) -> Check:
@@ -212,9 +264,20 @@ def _loss(
     key, hyper = scheme.split()
     hyperparameter_checks(hyper, checks)
 
+    # Float targets shaped like input are what F.cross_entropy reads as class probabilities:
+    # for one-hot rows its loss is the same, but "mean" divides by the number of examples
+    # (not the weight sum) and ignore_index >= 0 is refused. Follow it exactly.
+    probabilities = target.dtype.is_floating_point and target.shape == input.shape
+    if probabilities and ignore_index >= 0:
+        raise ValueError(
+            "ignore_index is not supported with a floating-point (one-hot) target, as in "
+            "F.cross_entropy, which reads float targets as class probabilities; got "
+            f"ignore_index={ignore_index} (give integer class indices to ignore examples)"
+        )
+    dtype = compute_dtype(input.dtype)
+    compute_dtype_checks(scheme, hyper, dtype, checks)
     rows = _rows(input, target, checks)
     logits, num_classes = rows.logits, int(rows.logits.shape[-1])
-    dtype = compute_dtype(input.dtype)
     xp = TorchNamespace(input.device)
     labels, valid = core.safe_labels(rows.labels, ignore_index, xp)
     bad_labels = values.labels_out_of_range(labels, valid, num_classes)
@@ -256,7 +319,9 @@ def _loss(
         losses, example_weight = out.loss, valid.to(dtype)
     else:
         losses = out.loss * example_weight
-    value = core.reduce_losses(losses, example_weight, reduction, xp)
+    # "mean" divides by the weight sum, or by the count for float (probability) targets.
+    count = valid.to(dtype) if probabilities else example_weight
+    value = core.reduce_losses(losses, count, reduction, xp)
     if reduction == "none":
         value = torch.reshape(value, rows.label_shape)
     value = value.to(_output_dtype(input))
@@ -270,6 +335,11 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
     xp = TorchNamespace(input.device)
     if input.ndim >= 1 and target.shape == input.shape:
         class_dim = 0 if input.ndim == 1 else 1
+        # The shapes (and at least one class) before reading rows along the class dimension.
+        shape = tuple(int(n) for n in input.shape)
+        check_shapes(shape, shape[:class_dim] + shape[class_dim + 1 :], class_dim, _ARGS)
+        if target.dtype == torch.bool:
+            target = target.to(torch.uint8)  # a bool one-hot row: exactly the same 0/1 values
         if checks is not None:
             bad = values.not_one_hot(target, class_dim, xp)
 
@@ -289,7 +359,7 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
         )
     else:
         labels = target.to(torch.int64)  # uint8 masks too; a cast that changes no value
-    return to_rows(input, labels, 1, xp, ("input", "target"))
+    return to_rows(input, labels, 1, xp, _ARGS)
 
 
 def _append_value_checks(

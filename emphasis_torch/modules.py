@@ -62,8 +62,9 @@ class _EmphasisLoss(nn.Module):
         if weight is not None:
             if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
                 raise ValueError(f"weight must be a 1-d tensor (one per class), got {weight!r}")
+            # Its values are checked with the input (validate=True): a weight of the wrong
+            # length is reported as that, even when it also has a negative entry.
             F.check_tensor("weight", weight, "tensor")
-            checks.append(F.weight_check(weight))
         self.register_buffer("weight", weight)
         self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)

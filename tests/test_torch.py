@@ -514,7 +514,7 @@ def _y():
         ),
         (lambda: emphasis_torch.GCELoss(q=2.0), ValueError, r"q must be in \[0, 1\]"),
         (
-            lambda: emphasis_torch.CCELoss(weight=torch.tensor([1.0, -2.0])),
+            lambda: emphasis_torch.CCELoss(weight=torch.tensor([1.0, -2.0, 1.0]))(_z(), _y()),
             ValueError,
             "weight must be finite and non-negative",
         ),
