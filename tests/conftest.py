@@ -10,6 +10,10 @@ import os
 from hypothesis import HealthCheck, settings
 
 if importlib.util.find_spec("triton") is not None:
+    # Without a GPU, Triton's kernels run in its interpreter (tests/test_triton.py); the
+    # setting is read when Triton is imported, so it is made here.
+    if not os.path.exists("/dev/nvidia0"):
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     # Triton's native library must load before TensorFlow's: the other order segfaults
     # (both bundle LLVM). torch.compile imports Triton lazily, after the TF tests ran.
     import triton  # noqa: F401
