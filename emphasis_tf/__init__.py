@@ -16,10 +16,12 @@ TensorFlow is imported when it is the backend (Keras's default), for
 """
 
 import importlib.util
+import sys
 
-if importlib.util.find_spec("triton") is not None:
+if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
     # Triton's native library segfaults when it loads after TensorFlow's (both bundle
-    # LLVM); torch.compile imports it lazily, so load it first when it is installed.
+    # LLVM), and torch.compile imports it lazily: load it first while TensorFlow is not
+    # loaded yet (once it is, loading Triton here would be the crash).
     import triton  # noqa: F401
 
 try:
