@@ -393,6 +393,13 @@ def _append_value_checks(
 KERNELS = ("auto", "triton", "torch")
 
 
+def check_kernel(kernel: Any) -> str:
+    """``kernel`` when it is one of :data:`KERNELS`; ValueError naming it otherwise."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
+    return str(kernel)
+
+
 @functools.cache
 def _triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
@@ -400,9 +407,7 @@ def _triton_installed() -> bool:
 
 def _fused(kernel: str, logits: torch.Tensor, vmapped: bool) -> bool:
     """Whether the Triton kernels compute this call (``kernel`` as in :func:`gr_loss`)."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}")
-    if kernel == "torch":
+    if check_kernel(kernel) == "torch":
         return False
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     problem = ""

@@ -69,11 +69,7 @@ class _EmphasisLoss(nn.Module):
         self.ignore_index = check_ignore_index(ignore_index)
         self.reduction = check_reduction(reduction)
         self.validate = bool(validate)
-        if kernel not in F.KERNELS:
-            raise ValueError(
-                f"kernel must be one of {', '.join(map(repr, F.KERNELS))}, got {kernel!r}"
-            )
-        self.kernel = kernel
+        self.kernel = F.check_kernel(kernel)
         self.track_stats = bool(track_stats)
         self.last_stats = None
         fields = F.SCHEME_FIELDS[self._scheme_class]
