@@ -10,27 +10,40 @@ the flags are read: eagerly (one host read), as an in-graph assert, or not at al
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
+# A module, not names: _validation imports this module's messages in turn.
+from emphasis import _validation as validation
+
 __all__ = [
     "NUMPY_NAMES",
     "Names",
+    "Problem",
     "bad_logit_rows",
     "bad_weights",
+    "beyond_int32",
     "check_labels_fit_int32",
+    "hyperparameter_problems",
     "ignore_index_matches",
     "label_message",
+    "label_problem",
     "labels_out_of_range",
     "log_peak_weight",
     "logits_message",
+    "logits_problem",
     "logits_row_message",
     "not_one_hot",
     "one_hot_message",
+    "one_hot_problem",
     "weight_message",
     "weight_overflow_message",
+    "weight_overflow_problem",
+    "weight_problem",
 ]
 
 
@@ -147,14 +160,18 @@ def one_hot_message(names: Names, example: int | None, row: Any = None) -> str:
     )
 
 
+def beyond_int32(labels: Any) -> Any:
+    """Labels that int32 cannot hold (plain comparisons: any array kind)."""
+    return (labels > 2**31 - 1) | (labels < -(2**31))
+
+
 def check_labels_fit_int32(labels: Any, names: Names = NUMPY_NAMES) -> None:
     """Refuse concrete (NumPy) labels that int32, the label dtype of TensorFlow/Keras and of
     JAX without x64, cannot hold: the cast would silently change them (2**32 + 1 becomes
     class 1). Framework tensors pass unchanged (their own checks flag such values)."""
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
         return
-    info = np.iinfo(np.int32)
-    outside = (labels > info.max) | (labels < info.min)
+    outside = beyond_int32(labels)
     if outside.any():
         i = int(np.argmax(outside.ravel()))
         raise ValueError(
@@ -170,8 +187,10 @@ def ignore_index_matches(labels: Any, ignore_index: Any) -> bool:
     return bool(info.min <= ignore_index <= info.max)
 
 
-def weight_message(name: str = "weight", example: Any = None, value: Any = None) -> str:
-    got = "" if example is None else f", got {value} (example {example})"
+def weight_message(
+    name: str = "weight", example: Any = None, value: Any = None, entry: str = "example"
+) -> str:
+    got = "" if example is None else f", got {value} ({entry} {example})"
     return f"{name} must be finite and non-negative{got}"
 
 
@@ -210,3 +229,119 @@ def weight_overflow_message(beta: Any, lam: Any, dtype_name: str) -> str:
         f"{dtype_name} beyond exp({log_max:.1f}); normalize=True computes the weights in log "
         "space and has no such limit"
     )
+
+
+# -- problems: the flags of one check and how to word them -------------------------------------
+
+
+class Problem(NamedTuple):
+    """One value check, for an adapter to read eagerly, assert in a graph or skip.
+
+    ``flags`` (K,) marks the bad entries (examples, classes, or the one entry of a tensor
+    hyperparameter); ``shown`` (K, ...) holds what the message quotes; ``message(i, value)``
+    words the first bad entry ``i``, ``value`` being ``shown[i]`` read to the host (a
+    number, a list or a NumPy array); ``summary`` is the message when no value can be read
+    (an assert inside a compiled graph).
+    """
+
+    flags: Any
+    shown: Any
+    message: Callable[[int, Any], str]
+    summary: str
+
+
+def label_problem(
+    bad: Any, labels: Any, num_classes: int, ignore_index: Any, names: Names = NUMPY_NAMES
+) -> Problem:
+    """``bad`` (M,) labels (as given, in ``labels``) outside [0, num_classes)."""
+
+    def message(i: int, value: Any) -> str:
+        return label_message(num_classes, ignore_index, value, i, names)
+
+    rule = label_message(num_classes, ignore_index, None, names=names)
+    return Problem(bad, labels, message, f"{names.labels}: class index out of range ({rule})")
+
+
+def one_hot_problem(bad: Any, rows: Any, names: Names = NUMPY_NAMES) -> Problem:
+    """``bad`` (M,) label rows (``rows``, (M, C)) that are not one-hot."""
+    return Problem(
+        bad, rows, lambda i, row: one_hot_message(names, i, row), one_hot_message(names, None)
+    )
+
+
+def logits_problem(bad: Any, rows: Any, names: Names = NUMPY_NAMES) -> Problem:
+    """``bad`` (M,) logit rows (``rows``, (M, C)), from :func:`bad_logit_rows`."""
+    summary = f"{names.logits}: NaN or +inf logits, or a counted row of only -inf"
+    return Problem(bad, rows, lambda i, row: logits_row_message(row, i, names), summary)
+
+
+def weight_problem(weights: Any, name: str = "weight", entry: str = "example") -> Problem:
+    """Weights (K,) that are NaN, negative or +inf; ``entry`` says what K counts."""
+
+    def message(i: int, value: Any) -> str:
+        return weight_message(name, i, value, entry)
+
+    return Problem(bad_weights(weights), weights, message, weight_message(name))
+
+
+def hyperparameter_problems(hyper: dict[str, Any], dtype_name: str, xp: Any) -> list[Problem]:
+    """The checks of hyperparameters in a ``dtype_name`` computation.
+
+    Numbers (in range: the scheme checked them) that the dtype cannot hold are refused now
+    (ValueError); each tensor (0-d) gives two problems of shape (1,): out of its range, and
+    beyond the largest number of the dtype (where it would become inf, and inf * 0 NaN).
+    """
+    v = validation
+    problems = []
+    largest = v.unrepresentable_message("", math.inf, dtype_name).removesuffix(", got inf")
+    for name, value in hyper.items():
+        if v.is_concrete_number(value):
+            v.check_representable(name, value, dtype_name)
+            continue
+        shown = xp.reshape(value, (1,))
+        out_of_range = functools.partial(_quoting, v.range_message, name)
+        too_large = functools.partial(
+            _quoting, v.unrepresentable_message, name, dtype_name=dtype_name
+        )
+        problems += [
+            Problem(
+                v.hyperparameter_out_of_range(name, shown),
+                shown,
+                out_of_range,
+                f"{name} must be {v.expected_range(name)}",
+            ),
+            Problem(
+                v.hyperparameter_unrepresentable(shown, dtype_name),
+                shown,
+                too_large,
+                name + largest,
+            ),
+        ]
+    return problems
+
+
+def _quoting(
+    message: Callable[..., str], name: str, i: int, value: Any, dtype_name: str | None = None
+) -> str:
+    """A hyperparameter's message about its (one) entry ``value``."""
+    return message(name, value) if dtype_name is None else message(name, value, dtype_name)
+
+
+def weight_overflow_problem(beta: Any, lam: Any, dtype_name: str, xp: Any) -> list[Problem]:
+    """GR's exp transform without normalisation: the largest weight exp(beta max h) must be
+    finite in ``dtype_name`` (an infinite weight gives NaN gradients). Numbers raise now
+    (ValueError); tensors give one problem of shape (1,)."""
+    log_max = math.log(float(np.finfo(dtype_name).max))
+
+    def message(i: int = 0, value: Any = None) -> str:
+        return weight_overflow_message(beta, lam, dtype_name)
+
+    if validation.is_concrete_number(lam):
+        if validation.is_concrete_number(beta):
+            if log_peak_weight(beta, lam) > log_max:
+                raise ValueError(message())
+            return []
+        lam = xp.full_like(beta, float(lam))
+    peak = xp.reshape(log_peak_weight(beta, lam, xp), (1,))
+    summary = f"beta: exp(beta max h) overflows {dtype_name} with normalize=False"
+    return [Problem(peak > log_max, peak, message, summary)]

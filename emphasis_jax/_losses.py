@@ -188,9 +188,10 @@ def _prepare(logits: Any, labels: Any, axis: Any, where: Any, ignore_index: Any)
 
 
 @jax.jit
-def _first_problems(z: Any, y: Any, valid: Any, label_dropped: Any) -> Any:
-    """The first counted row (or -1) with bad logits (the core's :func:`bad_logit_rows`),
-    with a label out of range, and with its labelled class removed by ``where``."""
+def _flags(z: Any, y: Any, valid: Any, label_dropped: Any) -> tuple[Any, list[Any]]:
+    """Whether each check failed (one read decides), and its flags: the counted rows with
+    bad logits (the core's :func:`bad_logit_rows`), with a label out of range, and with
+    their labelled class removed by ``where``."""
     safe = jnp.clip(y, 0, z.shape[-1] - 1)
     rel = kernel.relevance(z, safe, jnp)
     z_label = jnp.take_along_axis(z, safe[:, None], axis=-1)[:, 0]
@@ -199,29 +200,34 @@ def _first_problems(z: Any, y: Any, valid: Any, label_dropped: Any) -> Any:
         checks.labels_out_of_range(y, valid, z.shape[-1]),
         valid & (False if label_dropped is None else label_dropped),
     ]
-    return jnp.concatenate([jnp.nonzero(f, size=1, fill_value=-1)[0] for f in flags])
+    return jnp.stack([jnp.any(f) for f in flags]), flags
+
+
+def _excluded_message(i: int, label: Any) -> str:
+    return (
+        f"where excludes the labelled class of example {i} (label {label}); exclude the "
+        "whole example instead"
+    )
 
 
 def _check_values(z: Any, y: Any, valid: Any, label_dropped: Any, ignore_index: Any) -> None:
     """The core's value checks, run when the values are known (not under jit or vmap):
     one jitted pass on the device and one read decide whether anything is wrong."""
     if z.shape[0] == 0:
-        return  # nothing to check (and jnp.nonzero ignores fill_value on empty input)
+        return  # nothing to check
     z = jax.lax.stop_gradient(z)  # under eager grad: the values, readable on the host
-    problems = _first_problems(z, y, valid, label_dropped)
-    if isinstance(problems, jax.core.Tracer):
+    failed, (bad_logits, bad_labels, excluded) = _flags(z, y, valid, label_dropped)
+    if isinstance(failed, jax.core.Tracer):
         return
-    logits_row, label_row, excluded_row = np.asarray(problems).tolist()
-    if logits_row >= 0:
-        raise ValueError(checks.logits_row_message(z[logits_row], logits_row, _NAMES))
-    if label_row >= 0:
-        value = int(y[label_row])
-        raise ValueError(checks.label_message(z.shape[-1], ignore_index, value, label_row, _NAMES))
-    if excluded_row >= 0:
-        raise ValueError(
-            f"where excludes the labelled class of example {excluded_row} "
-            f"(label {int(y[excluded_row])}); exclude the whole example instead"
-        )
+    problems = [
+        checks.logits_problem(bad_logits, z, _NAMES),
+        checks.label_problem(bad_labels, y, z.shape[-1], ignore_index, _NAMES),
+        checks.Problem(excluded, y, _excluded_message, ""),
+    ]
+    for problem, bad in zip(problems, np.asarray(failed).tolist(), strict=True):
+        if bad:
+            i = int(np.argmax(np.asarray(problem.flags)))
+            raise ValueError(problem.message(i, np.asarray(problem.shown[i]).tolist()))
 
 
 def _per_example(

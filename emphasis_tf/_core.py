@@ -34,25 +34,20 @@ from keras import ops
 
 from emphasis import kernel
 from emphasis._layout import class_axes, label_layout, sample_weight_shape
-from emphasis._validation import (
-    expected_range,
-    hyperparameter_out_of_range,
-    hyperparameter_unrepresentable,
-    is_concrete_number,
-    range_message,
-    unrepresentable_message,
-)
+from emphasis._validation import is_concrete_number
 from emphasis._value_checks import (
     Names,
+    Problem,
     bad_logit_rows,
-    bad_weights,
+    beyond_int32,
     check_labels_fit_int32,
-    label_message,
+    hyperparameter_problems,
+    label_problem,
     labels_out_of_range,
-    logits_row_message,
+    logits_problem,
     not_one_hot,
-    one_hot_message,
-    weight_message,
+    one_hot_problem,
+    weight_problem,
 )
 from emphasis.schemes import Scheme
 from emphasis_tf import _backends
@@ -109,18 +104,19 @@ class Checks:
         self.mode = mode
         self.flags: list[Any] = []
 
-    def check(self, bad: Any, values: Any, message: Any, graph_message: str | None) -> None:
-        """``message(index, value)`` names the first bad entry of ``values`` (a row when
-        2-d; only read on failure). ``graph_message`` is the assert's message inside a
-        graph; None: no assert (NaN logits and weights show as NaN losses anyway)."""
+    def check(self, problem: Problem, in_graph: bool = True) -> None:
+        """One of the core's checks; ``in_graph`` False: no assert inside a graph (NaN
+        logits and weights show as NaN losses anyway)."""
         if self.mode == "raise":
-            if bool(ops.convert_to_numpy(ops.any(bad))):
-                index = int(np.argmax(ops.convert_to_numpy(bad)))
-                raise ValueError(message(index, ops.convert_to_numpy(values)[index]))
+            flags = ops.convert_to_numpy(problem.flags)
+            if flags.any():
+                index = int(np.argmax(flags))
+                shown = ops.convert_to_numpy(problem.shown)[index]
+                raise ValueError(problem.message(index, shown))
         elif self.mode == "collect":
-            self.flags.append(ops.any(bad))
-        elif graph_message is not None:
-            backend().graph_assert(bad, graph_message)
+            self.flags.append(ops.any(problem.flags))
+        elif in_graph:
+            backend().graph_assert(problem.flags, problem.summary)
 
     def any_flag(self) -> Any:
         return functools.reduce(ops.logical_or, self.flags, ops.convert_to_tensor(False))
@@ -165,7 +161,7 @@ def labels_to_indices(
     else:
         bad = ops.zeros_like(y_true, dtype="bool")
     # Values int32 cannot hold would change class in the cast: flag them first.
-    bad = bad | (y_true > 2**31 - 1) | (y_true < -(2**31))
+    bad = bad | beyond_int32(y_true)
     return ops.cast(y_true, "int32"), bad, layout
 
 
@@ -194,12 +190,11 @@ def probabilities_to_logits(y_pred: Any, dtype: str, checks: Checks) -> Any:
         "from_logits=True if the model outputs logits"
     )
     rows = ops.reshape(probs, (-1, probs.shape[-1]))
-    checks.check(
-        ops.reshape(rows_bad, (-1,)),
-        rows,
-        lambda i, row: f"{rule}, got {np.ravel(row)[:8]} (example {i})",
-        rule,
-    )
+
+    def message(i: int, row: Any) -> str:
+        return f"{rule}, got {np.ravel(row)[:8]} (example {i})"
+
+    checks.check(Problem(ops.reshape(rows_bad, (-1,)), rows, message, rule))
     sums = ops.sum(probs, axis=-1)
     bad_sum = ops.logical_not(ops.abs(sums - 1) <= SUM_TOLERANCE) & ops.logical_not(rows_bad)
     return ops.log(ops.maximum(probs, float(np.finfo(dtype).tiny))), bad_sum, sums
@@ -211,6 +206,10 @@ SUM_RULE = (
     "from_logits=False; pass from_logits=True if the model outputs logits, or normalise "
     "the rows"
 )
+
+
+def _sum_message(i: int, total: Any) -> str:
+    return f"{SUM_RULE}; example {i} sums to {float(total):.6g}"
 
 
 def _custom_gradient_op(scheme: Scheme, all_reduce: Any) -> Any:
@@ -324,10 +323,8 @@ def per_example_losses(
     tensors.update(sample_weight=sample_weight, mask=mask)
     tensors = {k: ops.convert_to_tensor(v) for k, v in tensors.items() if v is not None}
     tensors.update(hyper)
-    dtype = compute_dtype(tensors["y_pred"].dtype)
-    for name, value in options.scheme[1]:  # numbers, in range (the scheme checked them)
-        if bool(hyperparameter_unrepresentable(value, dtype)):
-            raise ValueError(unrepresentable_message(name, value, dtype))
+    # Numbers (in range: the scheme checked them) the compute dtype cannot hold.
+    hyperparameter_problems(dict(options.scheme[1]), compute_dtype(tensors["y_pred"].dtype), ops)
     if backend().compiles_eager():
         _check_shapes(options.axis, **tensors)
         rank = len(tensors["y_pred"].shape)
@@ -395,27 +392,13 @@ def _per_example(
     num_classes = int(pred_shape[axis] or 0)  # static: _class_axis checked it
     rank = len(pred_shape) - 1
 
+    tensors = {prefixed.removeprefix(HYPER): value for prefixed, value in hyper.items()}
     hyper_bad = ops.zeros((1,), dtype="bool")
-    values = dict(fixed)
-    for prefixed, value in hyper.items():
-        name = prefixed.removeprefix(HYPER)
-        value = ops.reshape(value, (1,))
-        for bad, message, graph_message in (
-            (
-                hyperparameter_out_of_range(name, value),
-                functools.partial(range_message, name),
-                f"{name} must be {expected_range(name)}",
-            ),
-            (
-                hyperparameter_unrepresentable(value, dtype),
-                functools.partial(unrepresentable_message, name, dtype_name=dtype),
-                unrepresentable_message(name, math.inf, dtype).removesuffix(", got inf"),
-            ),
-        ):
-            checks.check(bad, value, lambda i, v, message=message: message(v), graph_message)
-            hyper_bad = hyper_bad | bad
-        values[name] = ops.stop_gradient(ops.cast(value[0], dtype))
-    scheme = Scheme.rebuild(key, values)
+    for problem in hyperparameter_problems(tensors, dtype, ops):
+        checks.check(problem)
+        hyper_bad = hyper_bad | problem.flags
+    values = {k: ops.stop_gradient(ops.cast(v, dtype)) for k, v in tensors.items()}
+    scheme = Scheme.rebuild(key, {**dict(fixed), **values})
 
     # Rows: the class axis last, then (M, C).
     logits = ops.cast(y_pred, dtype)
@@ -432,29 +415,16 @@ def _per_example(
         logits, bad_sum, sums = probabilities_to_logits(logits, dtype, checks)
         counted = valid if mask is None else valid & ops.reshape(ops.cast(mask, "bool"), (-1,))
         bad_sum = ops.reshape(bad_sum, (-1,)) & counted
-        checks.check(
-            bad_sum,
-            ops.reshape(sums, (-1,)),
-            lambda i, total: f"{SUM_RULE}; example {i} sums to {float(total):.6g}",
-            SUM_RULE,
-        )
+        checks.check(Problem(bad_sum, ops.reshape(sums, (-1,)), _sum_message, SUM_RULE))
     logits2d = ops.reshape(logits, (-1, num_classes))
 
     bad_label = labels_out_of_range(indices, valid, num_classes) | ops.reshape(not_integer, (-1,))
     if layout == "one-hot":
-        checks.check(
-            bad_label,
-            ops.reshape(ops.moveaxis(y_true, axis, -1), (-1, num_classes)),
-            lambda i, row: one_hot_message(NAMES, i, row),
-            one_hot_message(NAMES, None),
-        )
+        shown = ops.reshape(ops.moveaxis(y_true, axis, -1), (-1, num_classes))
+        checks.check(one_hot_problem(bad_label, shown, NAMES))
     else:
-        checks.check(
-            bad_label,
-            ops.reshape(y_true, (-1,)),
-            lambda i, label: label_message(num_classes, ignore_class, label, i, NAMES),
-            label_message(num_classes, ignore_class, None, names=NAMES),
-        )
+        shown = ops.reshape(y_true, (-1,))
+        checks.check(label_problem(bad_label, shown, num_classes, ignore_class, NAMES))
     # Labels or probability rows refused: left out, then NaN loss and gradient (below).
     bad_label = bad_label | bad_sum
     valid = valid & ~bad_label
@@ -467,12 +437,7 @@ def _per_example(
     if sample_weight is not None:
         weight = _sample_weight_like(sample_weight, label_shape, rank, dtype)
         example_weight = ops.reshape(weight, (-1,))
-        checks.check(
-            bad_weights(example_weight),
-            example_weight,
-            lambda i, value: weight_message("sample_weight", i, value),
-            None,
-        )
+        checks.check(weight_problem(example_weight, "sample_weight"), in_graph=False)
     example_weight = ops.stop_gradient(example_weight)
 
     all_reduce = backend().all_reduce() if global_normalize and scheme.normalize else None
@@ -481,7 +446,7 @@ def _per_example(
     if checks.mode != "assert":  # NaN or +inf logits, or a row of only -inf
         z_label = ops.take_along_axis(logits2d, safe[:, None], axis=1)[:, 0]
         bad_logits = bad_logit_rows(z_label, losses, None, valid)
-        checks.check(bad_logits, logits2d, lambda i, row: logits_row_message(row, i, NAMES), None)
+        checks.check(logits_problem(bad_logits, logits2d, NAMES), in_graph=False)
 
     # Out-of-range or non-integer labels, probability rows that do not sum to 1: NaN
     # loss and NaN gradient for that example.

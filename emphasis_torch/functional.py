@@ -15,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
-import math
 import os
 import warnings
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -101,27 +99,21 @@ class BatchStats(NamedTuple):
 # -- checks ------------------------------------------------------------------------------
 
 
-class Check(NamedTuple):
-    failed: torch.Tensor  #: () bool
-    message: str  #: the message under torch.compile
-    explain: Callable[[], str]  #: the eager message (may read values back)
-
-
-def run_checks(checks: list[Check]) -> None:
-    """In-graph asserts under torch.compile; eagerly one host read, then a ValueError.
-
-    Flags on meta tensors hold no value to read: those checks are skipped (as under vmap).
-    """
+def run_checks(problems: list[values.Problem]) -> None:
+    """The core's checks: in-graph asserts under torch.compile; eagerly one host read,
+    then a ValueError naming the first problem. Flags on meta tensors hold no value to
+    read: those checks are skipped (as under vmap)."""
     if torch.compiler.is_compiling():
-        for check in checks:
-            torch._assert_async(~check.failed, check.message)
+        for problem in problems:
+            torch._assert_async(~torch.any(problem.flags), problem.summary)
         return
-    checks = [check for check in checks if not check.failed.is_meta]
-    if checks:
-        failed = torch.stack([check.failed for check in checks]).tolist()  # the one host sync
-        for check, bad in zip(checks, failed, strict=True):
+    problems = [problem for problem in problems if not problem.flags.is_meta]
+    if problems:
+        failed = torch.stack([torch.any(p.flags) for p in problems]).tolist()  # the one sync
+        for problem, bad in zip(problems, failed, strict=True):
             if bad:
-                raise ValueError(check.explain())
+                i = int(torch.nonzero(problem.flags.reshape(-1))[0, 0])
+                raise ValueError(problem.message(i, problem.shown[i].tolist()))
 
 
 def _is_vmapped(tensor: torch.Tensor) -> bool:
@@ -145,8 +137,11 @@ def check_tensor(name: str, value: Any, floating: str = "") -> None:
         raise TypeError(f"{name} must be a floating-point {floating}, got dtype {value.dtype}")
 
 
-def hyperparameter_checks(hyper: dict[str, Any], checks: list[Check] | None) -> None:
-    """Shape and dtype of the tensor hyperparameters now; their ranges into ``checks``."""
+def hyperparameter_problems(
+    scheme: emphasis.Scheme, hyper: dict[str, Any], dtype: torch.dtype
+) -> list[values.Problem]:
+    """The core's checks of the hyperparameters in ``dtype``: tensors must be 0-d floats
+    (refused now), numbers the dtype cannot hold are refused now; the rest are problems."""
     for name, value in hyper.items():
         if isinstance(value, torch.Tensor):
             if value.ndim != 0:
@@ -154,65 +149,11 @@ def hyperparameter_checks(hyper: dict[str, Any], checks: list[Check] | None) -> 
                     f"{name} must be a number or a 0-d tensor, got shape {tuple(value.shape)}"
                 )
             check_tensor(name, value, "tensor")
-            if checks is not None:
-                checks.append(
-                    Check(
-                        validation.hyperparameter_out_of_range(name, value),
-                        f"{name} must be {validation.expected_range(name)}",
-                        functools.partial(validation.range_message, name, value),
-                    )
-                )
-
-
-def compute_dtype_checks(
-    scheme: emphasis.Scheme, hyper: dict[str, Any], dtype: torch.dtype, checks: list[Check] | None
-) -> None:
-    """Refuse, by name, what the compute dtype cannot hold: a hyperparameter beyond its
-    largest number (cast, it becomes inf, and inf * 0 NaN), and for GR without
-    normalisation a largest weight exp(beta max h) beyond its exp range (an infinite
-    weight gives NaN gradients). Numbers raise now; tensors go into ``checks``."""
-    name_of_dtype = str(dtype).removeprefix("torch.")
-    for name, value in hyper.items():
-        validation.check_representable(name, value, name_of_dtype)  # numbers
-        if isinstance(value, torch.Tensor) and checks is not None:
-            checks.append(
-                Check(
-                    validation.hyperparameter_unrepresentable(value, name_of_dtype),
-                    f"{name} must be at most the largest {name_of_dtype}",
-                    functools.partial(
-                        validation.unrepresentable_message, name, value, name_of_dtype
-                    ),
-                )
-            )
-    if scheme.transform != "exp" or scheme.normalize:
-        return
-    beta, lam = hyper["beta"], hyper["lam"]
-    log_max = math.log(torch.finfo(dtype).max)
-    explain = functools.partial(values.weight_overflow_message, beta, lam, name_of_dtype)
-    tensors = [v for v in (beta, lam) if isinstance(v, torch.Tensor)]
-    if not tensors:
-        if values.log_peak_weight(beta, lam) > log_max:
-            raise ValueError(explain())
-    elif checks is not None:
-        device = tensors[0].device
-        peak = values.log_peak_weight(
-            torch.as_tensor(beta, device=device),
-            torch.as_tensor(lam, device=device),
-            TorchNamespace(device),
-        )
-        message = f"beta: exp(beta max h) overflows {name_of_dtype} with normalize=False"
-        checks.append(Check(peak > log_max, message, explain))
-
-
-def weight_check(weight: torch.Tensor) -> Check:
-    """The class weights must be finite and non-negative."""
-    return Check(
-        torch.any(values.bad_weights(weight)), values.weight_message(), values.weight_message
-    )
-
-
-def _first(mask: torch.Tensor) -> int:
-    return int(torch.nonzero(mask.reshape(-1))[0, 0])
+    dtype_name = str(dtype).removeprefix("torch.")
+    problems = values.hyperparameter_problems(hyper, dtype_name, torch)
+    if scheme.transform == "exp" and not scheme.normalize:
+        problems += values.weight_overflow_problem(hyper["beta"], hyper["lam"], dtype_name, torch)
+    return problems
 
 
 def renamed(options: dict[str, Any]) -> dict[str, Any]:
@@ -260,9 +201,8 @@ def _loss(
     reduction = validation.check_reduction(reduction)
     validation.check_ignore_index(ignore_index)
     vmapped = _is_vmapped(input)
-    checks: list[Check] | None = [] if validate and not vmapped else None
+    checking = validate and not vmapped
     key, hyper = scheme.split()
-    hyperparameter_checks(hyper, checks)
 
     # Float targets shaped like input are what F.cross_entropy reads as class probabilities:
     # for one-hot rows its loss is the same, but "mean" divides by the number of examples
@@ -275,8 +215,8 @@ def _loss(
             f"ignore_index={ignore_index} (give integer class indices to ignore examples)"
         )
     dtype = compute_dtype(input.dtype)
-    compute_dtype_checks(scheme, hyper, dtype, checks)
-    rows = _rows(input, target, checks)
+    problems = hyperparameter_problems(scheme, hyper, dtype)  # refuses bad numbers always
+    rows = _rows(input, target, problems if checking else None)
     logits, num_classes = rows.logits, int(rows.logits.shape[-1])
     xp = TorchNamespace(input.device)
     labels, valid = core.safe_labels(rows.labels, ignore_index, xp)
@@ -296,8 +236,8 @@ def _loss(
         example_weight = torch.where(
             valid, class_weight[labels], torch.zeros_like(labels, dtype=dtype)
         )
-        if checks is not None:
-            checks.append(weight_check(class_weight))
+        if checking:
+            problems.append(values.weight_problem(class_weight, entry="class"))
 
     all_reduce = None
     if global_normalize:
@@ -311,9 +251,15 @@ def _loss(
         logits, labels, valid, example_weight, key, tuple(hyper.values()), all_reduce, fused
     )
 
-    if checks is not None:
-        _append_value_checks(checks, rows, labels, valid, bad_labels, out, ignore_index)
-        run_checks(checks)
+    if checking:
+        # This kernel differentiates ignored rows too: their bad logits count (ignored_too).
+        z_label = torch.gather(logits, 1, labels[:, None])[:, 0]
+        bad_rows = values.bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
+        problems += [
+            values.label_problem(bad_labels, rows.labels, num_classes, ignore_index, _NAMES),
+            values.logits_problem(bad_rows, logits, _NAMES),
+        ]
+        run_checks(problems)
 
     if example_weight is None:
         losses, example_weight = out.loss, valid.to(dtype)
@@ -330,7 +276,7 @@ def _loss(
     return value, _batch_stats(out, valid, rows.label_shape, key, hyper)
 
 
-def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None) -> Rows:
+def _rows(input: torch.Tensor, target: torch.Tensor, problems: list[values.Problem] | None) -> Rows:
     """Rows of logits and labels; one-hot targets (the shape of ``input``) become indices."""
     xp = TorchNamespace(input.device)
     if input.ndim >= 1 and target.shape == input.shape:
@@ -340,15 +286,10 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
         check_shapes(shape, shape[:class_dim] + shape[class_dim + 1 :], class_dim, _ARGS)
         if target.dtype == torch.bool:
             target = target.to(torch.uint8)  # a bool one-hot row: exactly the same 0/1 values
-        if checks is not None:
-            bad = values.not_one_hot(target, class_dim, xp)
-
-            def explain() -> str:
-                i = _first(bad)
-                row = torch.movedim(target, class_dim, -1).reshape(-1, target.shape[class_dim])[i]
-                return values.one_hot_message(_NAMES, i, row.tolist())
-
-            checks.append(Check(torch.any(bad), "target: a row is not one-hot", explain))
+        if problems is not None:
+            bad = values.not_one_hot(target, class_dim, xp).reshape(-1)
+            shown = torch.movedim(target, class_dim, -1).reshape(-1, target.shape[class_dim])
+            problems.append(values.one_hot_problem(bad, shown, _NAMES))
         labels = torch.argmax(target, dim=class_dim)
     elif target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
         raise TypeError(
@@ -360,34 +301,6 @@ def _rows(input: torch.Tensor, target: torch.Tensor, checks: list[Check] | None)
     else:
         labels = target.to(torch.int64)  # uint8 masks too; a cast that changes no value
     return to_rows(input, labels, 1, xp, _ARGS)
-
-
-def _append_value_checks(
-    checks: list[Check],
-    rows: Rows,
-    labels: torch.Tensor,
-    valid: torch.Tensor,
-    bad_labels: torch.Tensor,
-    out: Any,
-    ignore_index: int,
-) -> None:
-    """Labels out of range; NaN, +inf or (counted) all -inf logit rows: O(M) given the forward."""
-
-    def explain_labels() -> str:
-        i = _first(bad_labels)
-        value = int(rows.labels.reshape(-1)[i])
-        return values.label_message(rows.logits.shape[-1], ignore_index, value, i, _NAMES)
-
-    checks.append(Check(torch.any(bad_labels), "target: class index out of range", explain_labels))
-    # This kernel differentiates ignored rows too: their bad logits count (ignored_too).
-    z_label = torch.gather(rows.logits, 1, labels[:, None])[:, 0]
-    bad_rows = values.bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
-
-    def explain_rows() -> str:
-        i = _first(bad_rows)
-        return values.logits_row_message(rows.logits[i].tolist(), i, _NAMES)
-
-    checks.append(Check(torch.any(bad_rows), "input: NaN or +inf logits", explain_rows))
 
 
 KERNELS = ("auto", "triton", "torch")

@@ -58,7 +58,6 @@ class _EmphasisLoss(nn.Module):
         alias = options.get("global_batch") is not None
         self._shown = {"global_normalize": "global_batch"} if alias else {}
         options = F.renamed(options)
-        checks: list[F.Check] = []
         if weight is not None:
             if not isinstance(weight, torch.Tensor) or weight.ndim != 1:
                 raise ValueError(f"weight must be a 1-d tensor (one per class), got {weight!r}")
@@ -79,8 +78,8 @@ class _EmphasisLoss(nn.Module):
             check_global_normalisation(
                 "global_normalize=True", options["global_normalize"], scheme.normalize
             )
-        F.hyperparameter_checks({k: options[k] for k in scheme.HYPERPARAMETERS}, checks)
-        F.run_checks(checks)
+        hyper = {k: options[k] for k in scheme.HYPERPARAMETERS}
+        F.run_checks(F.hyperparameter_problems(scheme, hyper, torch.float64))  # their ranges
         self._options = tuple(options)
         for name, value in options.items():
             if isinstance(value, torch.Tensor):  # a hyperparameter a schedule may update
