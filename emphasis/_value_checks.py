@@ -40,6 +40,7 @@ __all__ = [
     "not_one_hot",
     "one_hot_message",
     "one_hot_problem",
+    "raise_first",
     "weight_message",
     "weight_overflow_message",
     "weight_overflow_problem",
@@ -248,6 +249,15 @@ class Problem(NamedTuple):
     shown: Any
     message: Callable[[int, Any], str]
     summary: str
+
+
+def raise_first(problems: list[Problem], failed: list[bool], host: Callable[[Any], Any]) -> None:
+    """ValueError for the first problem that ``failed`` (one flag each, already read),
+    naming its first bad entry; ``host`` reads a framework array (NumPy, lists, numbers)."""
+    for problem, bad in zip(problems, failed, strict=True):
+        if bad:
+            i = int(np.argmax(np.ravel(host(problem.flags))))
+            raise ValueError(problem.message(i, host(problem.shown[i])))
 
 
 def label_problem(

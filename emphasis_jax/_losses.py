@@ -224,10 +224,7 @@ def _check_values(z: Any, y: Any, valid: Any, label_dropped: Any, ignore_index: 
         checks.label_problem(bad_labels, y, z.shape[-1], ignore_index, _NAMES),
         checks.Problem(excluded, y, _excluded_message, ""),
     ]
-    for problem, bad in zip(problems, np.asarray(failed).tolist(), strict=True):
-        if bad:
-            i = int(np.argmax(np.asarray(problem.flags)))
-            raise ValueError(problem.message(i, np.asarray(problem.shown[i]).tolist()))
+    checks.raise_first(problems, np.asarray(failed).tolist(), lambda x: np.asarray(x).tolist())
 
 
 def _per_example(

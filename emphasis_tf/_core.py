@@ -47,6 +47,7 @@ from emphasis._value_checks import (
     logits_problem,
     not_one_hot,
     one_hot_problem,
+    raise_first,
     weight_problem,
 )
 from emphasis.schemes import Scheme
@@ -108,11 +109,8 @@ class Checks:
         """One of the core's checks; ``in_graph`` False: no assert inside a graph (NaN
         logits and weights show as NaN losses anyway)."""
         if self.mode == "raise":
-            flags = ops.convert_to_numpy(problem.flags)
-            if flags.any():
-                index = int(np.argmax(flags))
-                shown = ops.convert_to_numpy(problem.shown)[index]
-                raise ValueError(problem.message(index, shown))
+            failed = bool(ops.convert_to_numpy(ops.any(problem.flags)))
+            raise_first([problem], [failed], ops.convert_to_numpy)
         elif self.mode == "collect":
             self.flags.append(ops.any(problem.flags))
         elif in_graph:

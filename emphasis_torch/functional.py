@@ -110,10 +110,7 @@ def run_checks(problems: list[values.Problem]) -> None:
     problems = [problem for problem in problems if not problem.flags.is_meta]
     if problems:
         failed = torch.stack([torch.any(p.flags) for p in problems]).tolist()  # the one sync
-        for problem, bad in zip(problems, failed, strict=True):
-            if bad:
-                i = int(torch.nonzero(problem.flags.reshape(-1))[0, 0])
-                raise ValueError(problem.message(i, problem.shown[i].tolist()))
+        values.raise_first(problems, failed, torch.Tensor.tolist)  # bfloat16 too
 
 
 def _is_vmapped(tensor: torch.Tensor) -> bool:
