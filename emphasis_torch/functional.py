@@ -380,7 +380,7 @@ def _append_value_checks(
 
     checks.append(Check(torch.any(bad_labels), "target: class index out of range", explain_labels))
     # This kernel differentiates ignored rows too: their bad logits count (ignored_too).
-    z_label = torch.gather(rows.logits, 1, labels[:, None])[:, 0]
+    z_label = torch.gather(rows.logits.detach(), 1, labels[:, None])[:, 0]
     bad_rows = values.bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
 
     def explain_rows() -> str:
