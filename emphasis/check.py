@@ -5,7 +5,11 @@ scales from 1e-3 to 1e4 with -inf entries, ignored labels, every scheme, every
 reduction, every dtype) through each installed backend and mode, and compares the
 loss values and logit gradients with the NumPy core evaluated on the same inputs.
 Prints a table of backend x mode x dtype x max error x verdict, exits with status
-1 on any disagreement, and writes JSON with ``--json``.
+1 on any disagreement, and writes JSON with ``--json``. Backends that run fused
+kernels (emphasis_torch's Triton kernels: backend ``torch[triton]``, mode
+``interpret`` in Triton's interpreter on CPU, ``cuda`` and ``compile-cuda`` on a GPU)
+also run :func:`edge_cases`: C = 1 and 2, block edges, -inf rows, p -> 1 and p = 0,
+eps = 0 and a beta beyond float32's exp range. ``--backends`` and ``--modes`` select.
 
 Tolerances (derived, not tuned). The error measure is normwise per example,
 ``max_j |g_j - ref_j| / max_j |ref_j|`` (and the same for loss values), against
@@ -57,6 +61,7 @@ __all__ = [
     "cases",
     "combos",
     "compare",
+    "edge_cases",
     "main",
     "reduce_per_example",
     "run",
@@ -154,6 +159,51 @@ def cases(seed: int = 0, count: int = 24) -> list[Case]:
     return out
 
 
+#: Schemes of :func:`edge_cases`: eps = 0 (exact Eq. (6)) and a beta far beyond float32's
+#: exp range (beta * h_max = 14.8 here, 100 * 4/27; GR(100, 2) normalises in log space).
+EDGE_SCHEMES: tuple[Scheme, ...] = (
+    emphasis.CCE(),
+    emphasis.GCE(q=0.7),
+    emphasis.GR(beta=8.0, lam=0.5),
+    emphasis.GR(beta=16.0, lam=1.0, eps=0.0),
+    emphasis.GR(beta=100.0, lam=2.0),
+    emphasis.GR(beta=4.0, lam=0.0, transform="identity", normalize=False),
+)
+#: Row widths of :func:`edge_cases`: no other class (C = 1), C = 2, a row that fills a
+#: power-of-two block of columns exactly (16), one column past it (17, 33: a masked tail),
+#: and rows wider than the widest block a fused kernel loads at once (4096 + 1: two blocks).
+EDGE_WIDTHS = (1, 2, 16, 17, 33, 4097)
+
+
+def edge_cases(seed: int = 0) -> list[Case]:
+    """Rows (M, C) at the edges a fused kernel must get right, one case per width and scheme.
+
+    Each case holds a few rows: one whose other logits are all -inf (p = 1, a zero
+    gradient), one with a class ruled out (-inf), one with p -> 1 (1 - p underflows
+    float32), one with p = 0 (target -inf), an ignored row, and plain rows. Small on
+    purpose: Triton's interpreter costs milliseconds per row.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for width in EDGE_WIDTHS:
+        for index, scheme in enumerate(EDGE_SCHEMES):
+            rows = 5 if width > 1000 else 7
+            logits = rng.normal(size=(rows, width)) * 4
+            labels = rng.integers(0, width, size=rows)
+            if width >= 2:
+                logits[0] = -np.inf
+                logits[0, labels[0]] = 0.0  # only the label left: p = 1, zero gradient
+                logits[1, (labels[1] + 1) % width] = -np.inf
+                logits[2] = 0.0
+                logits[2, labels[2]] = 60.0  # p -> 1
+                logits[3, labels[3]] = -np.inf  # p = 0
+            labels[-1] = -100  # an ignored row
+            reduction = ("mean", "sum", "none")[index % 3]
+            name = f"edge ({rows}, {width}) {scheme!r} {reduction}"
+            out.append(Case(name, logits, labels, scheme, reduction, 1))
+    return out
+
+
 def _round_to(array: np.ndarray, dtype: str) -> np.ndarray:
     """Round float64 data to ``dtype`` and back (what the backend sees or returns)."""
     array = np.asarray(array, dtype=np.float64)
@@ -242,6 +292,7 @@ class Backend:
     combos: Callable[[], list[tuple[str, str]]]  #: (mode, dtype) pairs to run
     runner: Callable[[], Runner]  #: imports the framework lazily
     child_only: bool = False  #: run only when asked for alone (Keras in a child process)
+    edge_cases: bool = False  #: its modes also run :func:`edge_cases` (fused kernels)
 
 
 def combos(modes: Sequence[str], dtypes: Sequence[str] = DTYPES) -> list[tuple[str, str]]:
@@ -304,19 +355,41 @@ def run_keras_subprocess(keras_backend: str, seed: int, count: int) -> list[dict
         return [{"backend": f"keras[{keras_backend}]", "mode": "-", "dtype": "-", "error": error}]
 
 
+def load_triton_first() -> None:
+    """Import Triton (when installed) while TensorFlow is not loaded yet.
+
+    Triton's native library must load before TensorFlow's (both bundle LLVM): the other
+    order segfaults. A backend that runs Triton kernels is discovered after Keras's, which
+    loads TensorFlow, so the check imports Triton before it discovers any backend. On a
+    machine without an NVIDIA GPU it first sets ``TRITON_INTERPRET=1`` (unless set), so
+    that Triton kernels run in Triton's interpreter on CPU tensors: Triton reads the
+    setting when it is imported.
+    """
+    if "tensorflow" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    if "triton" not in sys.modules and not os.path.exists("/dev/nvidia0"):
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    importlib.import_module("triton")
+
+
 def run(
     backends: Sequence[str] | None = None,
     seed: int = 0,
     count: int = 24,
     progress: Callable[[str], None] | None = None,
+    modes: Sequence[str] | None = None,
 ) -> list[Result]:
-    """Run every case on every available backend, mode and dtype."""
+    """Run every case on every available backend, mode and dtype.
+
+    ``backends`` and ``modes`` (names as in the table) restrict the run; None runs all.
+    """
 
     def wanted(name: str) -> bool:
         return backends is None or name in backends
 
     all_cases = cases(seed, count)
     results = []
+    load_triton_first()
     announced, skipped = discover_backends()
     keras_child = backends is not None and list(backends) == ["keras"]
     if keras_child:  # a child for one Keras backend
@@ -328,8 +401,11 @@ def run(
                 progress(f"skipped {reason}")
     for backend in in_process:
         if importlib.util.find_spec(backend.module) is None:
+            if progress:
+                progress(f"skipped {backend.name}: {backend.module} is not installed")
             continue
-        results.extend(_run_backend(backend, all_cases, progress))
+        chosen = all_cases + edge_cases(seed) if backend.edge_cases else all_cases
+        results.extend(_run_backend(backend, chosen, progress, modes))
     has_keras = any(b.name == "keras" for b in announced)
     for name in KERAS_CHILD_BACKENDS:
         if keras_child or not has_keras or not wanted(f"keras[{name}]"):
@@ -339,13 +415,18 @@ def run(
         if progress:
             progress(f"keras[{name}] (child process)")
         for row in run_keras_subprocess(name, seed, count):
+            if modes is not None and row.get("mode") not in modes:
+                continue
             row.pop("verdict", None)
             results.append(Result(**row))
     return results
 
 
 def _run_backend(
-    backend: Backend, all_cases: list[Case], progress: Callable[[str], None] | None
+    backend: Backend,
+    all_cases: list[Case],
+    progress: Callable[[str], None] | None,
+    modes: Sequence[str] | None = None,
 ) -> list[Result]:
     try:
         runner = backend.runner()
@@ -359,6 +440,8 @@ def _run_backend(
         return [Result(backend.name, "-", "-", error=f"{type(err).__name__}: {err}")]
     results = []
     for mode, dtype in combos:
+        if modes is not None and mode not in modes:
+            continue
         result = Result(name, mode, dtype)
         if progress:
             progress(f"{name} {mode} {dtype}")
@@ -423,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--backends", help="comma-separated subset (default: all installed)")
+    parser.add_argument(
+        "--modes",
+        help="comma-separated subset of modes, e.g. interpret (Triton's interpreter on CPU), "
+        "cuda, compile-cuda (default: all)",
+    )
     parser.add_argument("--cases", type=int, default=24, help="number of cases (default 24)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -434,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = message if message.startswith("skipped") else f"checking {message} ..."
             print(line, file=sys.stderr, flush=True)
 
-    results = run(chosen, args.seed, args.cases, progress)
+    modes = args.modes.split(",") if args.modes else None
+    results = run(chosen, args.seed, args.cases, progress, modes)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

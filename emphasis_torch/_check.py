@@ -1,7 +1,17 @@
-"""emphasis_torch's runner for ``emphasis-check`` (announced through an entry point)."""
+"""emphasis_torch's runners for ``emphasis-check`` (announced through an entry point).
+
+Two backends: ``torch`` (the functions as a user calls them: torch ops on CPU, the
+Triton kernels on CUDA when Triton is installed) and ``torch[triton]`` (``kernel="triton"``
+insisted on, so the fused kernels are what is compared: in Triton's interpreter on CPU
+tensors, mode ``interpret``, when there is no GPU; compiled for the device, modes
+``cuda`` and ``compile-cuda``, when there is one). ``torch[triton]`` is skipped with a
+message when Triton is not installed.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -10,8 +20,11 @@ import torch
 import emphasis_torch
 from emphasis.check import Backend, Case, Runner, combos
 
+#: the dtypes the Triton kernels compute (float64 stays on the torch ops)
+TRITON_DTYPES = ("float32", "float16", "bfloat16")
 
-def runner() -> Runner:
+
+def runner(kernel: str = "auto") -> Runner:
     def run(case: Case, dtype: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
         function = getattr(emphasis_torch, f"{case.scheme.name}_loss")
         device = "cuda" if mode.endswith("cuda") else "cpu"
@@ -25,6 +38,7 @@ def runner() -> Runner:
                 y,
                 reduction=case.reduction,
                 ignore_index=case.ignore_index,
+                kernel=kernel,
                 **case.scheme.kwargs(),
             )
 
@@ -44,6 +58,27 @@ def runner() -> Runner:
     return run
 
 
+def triton_runner() -> Runner:
+    """The runner with ``kernel="triton"``; on a machine without CUDA, in the interpreter.
+
+    Triton reads ``TRITON_INTERPRET=1`` when it is imported, which
+    :func:`emphasis.check.load_triton_first` arranges before any backend is discovered.
+    """
+    if not torch.cuda.is_available():
+        if "triton" not in sys.modules:
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+        loaded = sys.modules.get("emphasis_torch._triton")
+        if os.environ.get("TRITON_INTERPRET") != "1" or (
+            loaded is not None and not getattr(loaded, "INTERPRETED", False)
+        ):
+            raise RuntimeError(
+                "no CUDA device, and Triton was imported without TRITON_INTERPRET=1: set it "
+                "before Triton is imported (python -m emphasis.check does) to run the kernels "
+                "in Triton's interpreter"
+            )
+    return runner("triton")
+
+
 def _combos() -> list[tuple[str, str]]:
     # torch.compile specialises on every scheme and layout; two dtypes keep it to minutes.
     found = combos(("eager",)) + combos(("compile",), ("float64", "float32"))
@@ -52,5 +87,14 @@ def _combos() -> list[tuple[str, str]]:
     return found
 
 
+def _triton_combos() -> list[tuple[str, str]]:
+    if torch.cuda.is_available():
+        return combos(("cuda",), TRITON_DTYPES) + combos(("compile-cuda",), ("float32",))
+    return combos(("interpret",), TRITON_DTYPES)
+
+
 def backends() -> list[Backend]:
-    return [Backend("torch", "torch", _combos, runner)]
+    return [
+        Backend("torch", "torch", _combos, runner),
+        Backend("torch[triton]", "triton", _triton_combos, triton_runner, edge_cases=True),
+    ]

@@ -18,6 +18,8 @@ they are tested without a GPU.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -25,6 +27,10 @@ import triton.language as tl
 from emphasis.kernel import RowStatistics
 
 __all__ = ["grad_rows", "row_statistics"]
+
+#: Whether the kernels were defined for Triton's interpreter (CPU tensors) in this process:
+#: TRITON_INTERPRET is read when a kernel is defined, that is when this module is imported.
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 #: The widest block of columns a program loads at once.
 MAX_BLOCK = 4096
@@ -90,7 +96,10 @@ def _grad_rows_kernel(
         cols = start + tl.arange(0, BLOCK)
         in_row = cols < num_classes
         z = tl.load(base + cols, mask=in_row, other=-float("inf")).to(tl.float32)
-        grad = tl.where(cols == label, -coef, tl.exp(z - rest_max) * scale)
+        target = cols == label
+        # The target's exp(z_y - rest_max) may overflow: mask it before exp, not after.
+        rest = tl.where(target, -float("inf"), z)
+        grad = tl.where(target, -coef, tl.exp(rest - rest_max) * scale)
         tl.store(out + cols, grad.to(grad_ptr.dtype.element_ty), mask=in_row)
 
 

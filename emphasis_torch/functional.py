@@ -250,7 +250,7 @@ def _loss(
 
     if checking:
         # This kernel differentiates ignored rows too: their bad logits count (ignored_too).
-        z_label = torch.gather(logits, 1, labels[:, None])[:, 0]
+        z_label = torch.gather(logits.detach(), 1, labels[:, None])[:, 0]
         bad_rows = values.bad_logit_rows(z_label, out.log_p, out.rest_sum, valid, ignored_too=True)
         problems += [
             values.label_problem(bad_labels, rows.labels, num_classes, ignore_index, _NAMES),

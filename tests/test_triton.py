@@ -229,3 +229,52 @@ def test_auto_keeps_cpu_tensors_on_the_torch_ops_and_float64_refuses_triton():
         emphasis_torch.gr_loss(z, y, kernel="triton")  # float64 stays on the torch ops
     with pytest.raises(ValueError, match="kernel must be one of"):
         emphasis_torch.GRLoss(kernel="cuda")
+
+
+# -- on a GPU only (skipped in the interpreter) ---------------------------------------------
+
+needs_cuda = pytest.mark.skipif(
+    DEVICE != "cuda", reason="needs CUDA: compiled Triton kernels, not the interpreter"
+)
+
+
+@needs_cuda
+def test_cuda_tensors_take_the_fused_kernels_by_default():
+    z, y = _batch(1000, rows=64, seed=5)
+    z, y = z.to(torch.float32).cuda(), y.cuda()
+    torch.testing.assert_close(
+        emphasis_torch.gr_loss(z, y), emphasis_torch.gr_loss(z, y, kernel="triton")
+    )
+    for dtype in (torch.float32, torch.bfloat16):
+        fused = _loss_and_grad("auto", z.to(dtype), y)
+        plain = _loss_and_grad("torch", z.to(dtype), y)
+        for a, b in zip(fused, plain, strict=True):
+            rtol = 2e-6 if dtype == torch.float32 else 1.6e-2
+            torch.testing.assert_close(a.float(), b.float(), rtol=rtol, atol=1e-7)
+
+
+@needs_cuda
+def test_int64_offsets_past_two_to_the_31_elements():
+    """Rows beyond element 2**31 of the logits (triton#1058: int32 offsets wrap around)."""
+    rows, classes = 2**16 + 4, 2**15  # 2**31 + 2**17 bfloat16 entries, 4 GiB
+    if torch.cuda.get_device_properties(0).total_memory < 16 * 2**30:
+        pytest.skip("needs 16 GiB of GPU memory")
+    z = torch.zeros(rows, classes, dtype=torch.bfloat16, device="cuda")
+    y = torch.zeros(rows, dtype=torch.long, device="cuda")
+    z[-4:] = torch.randn(4, classes, device="cuda").to(torch.bfloat16)
+    y[-4:] = torch.tensor([0, 1, classes // 2, classes - 1], device="cuda")
+    stats = _triton.row_statistics(z, y)
+    ref = _reference(z[-4:].cpu(), y[-4:].cpu())
+    _close(stats.rest_max[-4:].cpu(), ref.rest_max, 0)
+    _close(stats.rest_sum[-4:].cpu(), ref.rest_sum, 1e-5)
+    coef = torch.ones(rows, device="cuda")
+    grad = _triton.grad_rows(z, y, coef, stats.rest_max, stats.rest_sum)
+    last = kernel.grad_rows(
+        z[-4:].cpu().double(),
+        y[-4:].cpu(),
+        torch.ones(4, dtype=torch.float64),
+        ref.rest_max,
+        ref.rest_sum,
+        TorchNamespace(torch.device("cpu")),
+    )
+    torch.testing.assert_close(grad[-4:].cpu().double(), last, rtol=1.6e-2, atol=1e-9)
