@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import json
 import math
 import platform
 import shlex
@@ -62,6 +64,7 @@ from typing import Any
 import numpy as np
 
 import emphasis
+from emphasis import dynamics as emphasis_dynamics
 from reference_training import digits_benchmark as digits
 
 NUM_CLASSES = digits.NUM_CLASSES
@@ -385,8 +388,9 @@ CCE = digits.LossSetting("cce", "CCE")
 
 def run_noise(
     noise: Noise, seeds: Sequence[int], data: Any, settings: Settings, bar: Any, label: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every method on one noise setting; (CSV rows, what the plot needs for the first seed)."""
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, np.ndarray]]]:
+    """Every method on one noise setting; (CSV rows, each seed's artefacts: see
+    :func:`artefact_arrays`)."""
     from sklearn.model_selection import StratifiedKFold
 
     clean = data.y_train.numpy()
@@ -400,7 +404,14 @@ def run_noise(
     folds: dict[int, list[Job]] = {}
     for seed in seeds:
         labels = noisy[seed].labels
-        first[seed, "gr"] = Job(seed, _gr(beta, lam), labels, everything, track=True)
+        first[seed, "gr"] = Job(
+            seed,
+            _gr(beta, lam),
+            labels,
+            everything,
+            track=True,
+            warmup_epochs=settings.warmup_epochs,
+        )
         first[seed, "cce"] = Job(
             seed, CCE, labels, everything, track=True, warmup_epochs=settings.warmup_epochs
         )
@@ -528,14 +539,102 @@ def run_noise(
                     "diverged": " ".join(diverged),
                 }
             )
-    seed = seeds[0]
-    plot = {
-        "noise": noise.name,
-        "seed": seed,
-        "flipped": np.asarray(noisy[seed].flipped, dtype=bool),
-        "scores": {m: found[seed, m].score for m in ("gr", "cce", "cleanlab")},
+    artefacts = {}
+    for seed in seeds:
+        pred_probs = np.zeros((n_train, NUM_CLASSES))
+        for job in folds[seed]:
+            pred_probs[job.held_out] = job.probs
+        dynamics = {
+            "gr": first[seed, "gr"].dynamics,
+            "gr_warmup": first[seed, "gr"].warmup,
+            "cce": first[seed, "cce"].dynamics,
+            "cce_warmup": first[seed, "cce"].warmup,
+            "gr-est": trained[seed, "gr-est"].dynamics,
+        }
+        artefacts[seed] = artefact_arrays(
+            clean, noisy[seed].labels, np.asarray(noisy[seed].flipped, bool), pred_probs, dynamics
+        )
+    return rows, artefacts
+
+
+# ---------------------------------------------------------------------------
+# saved artefacts: what the cheap re-estimation and the plot need, per (setting, seed)
+# ---------------------------------------------------------------------------
+
+#: The dynamics saved per (setting, seed): the final ones of the three runs and the
+#: dynamics after --warmup-epochs of the GR (true r) and CCE runs.
+SAVED_DYNAMICS = ("gr", "gr_warmup", "cce", "cce_warmup", "gr-est")
+
+
+def artefact_arrays(
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    flipped: np.ndarray,
+    pred_probs: np.ndarray,
+    dynamics: dict[str, emphasis.TrainingDynamics | None],
+) -> dict[str, np.ndarray]:
+    """The arrays of one (setting, seed): labels, flipped mask, cleanlab's out-of-sample
+    pred_probs and each run's :meth:`emphasis.TrainingDynamics.totals` (``{run}.{field}``)."""
+    arrays = {
+        "clean": clean,
+        "noisy": noisy,
+        "flipped": flipped,
+        "pred_probs": pred_probs,
     }
-    return rows, plot
+    for run_name, tracked in dynamics.items():
+        if tracked is None:
+            raise ValueError(f"artefacts: the {run_name} run kept no dynamics")
+        for field, array in zip(emphasis_dynamics.Totals._fields, tracked.totals(), strict=True):
+            arrays[f"{run_name}.{field}"] = array
+    return arrays
+
+
+def artefact_path(out: Path, noise_name: str, seed: int) -> Path:
+    """``out/artefacts/symmetric-40-seed2.npz`` for "symmetric 40%", seed 2."""
+    slug = noise_name.replace(" ", "-").replace("%", "")
+    return out / "artefacts" / f"{slug}-seed{seed}.npz"
+
+
+def save_artefacts(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def load_artefacts(path: Path) -> dict[str, Any]:
+    """A saved (setting, seed): the arrays, and the dynamics rebuilt under ``"dynamics"``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"artefacts: expected {path} (written by a training run)")
+    with np.load(path) as saved:
+        arrays: dict[str, Any] = {k: saved[k] for k in saved.files}
+    arrays["dynamics"] = {
+        name: emphasis.TrainingDynamics.from_totals(
+            NUM_CLASSES,
+            emphasis_dynamics.Totals(
+                *(arrays[f"{name}.{f}"] for f in emphasis_dynamics.Totals._fields)
+            ),
+        )
+        for name in SAVED_DYNAMICS
+        if f"{name}.updates" in arrays
+    }
+    return arrays
+
+
+def plot_data(noise_name: str, saved: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """What :func:`plot_scores` needs, pooled over the seeds of one setting."""
+    import cleanlab.rank
+
+    seeds = sorted(saved)
+    flipped = np.concatenate([saved[s]["flipped"] for s in seeds])
+    scores: dict[str, np.ndarray] = {}
+    for method in ("gr", "cce"):
+        scores[method] = np.concatenate([saved[s]["dynamics"][method].scores() for s in seeds])
+    scores["cleanlab"] = np.concatenate(
+        [
+            -cleanlab.rank.get_label_quality_scores(saved[s]["noisy"], saved[s]["pred_probs"])
+            for s in seeds
+        ]
+    )
+    return {"noise": noise_name, "seeds": seeds, "flipped": flipped, "scores": scores}
 
 
 # ---------------------------------------------------------------------------
@@ -558,11 +657,11 @@ def summary_markdown(
     noises: Sequence[Noise],
     seeds: Sequence[int],
     settings: Settings,
-    command: str,
-    wall_s: float,
+    runs: Sequence[dict[str, Any]],
     n_train: int,
     n_test: int,
 ) -> str:
+    """The report; ``runs``: the log entries (:func:`run_record`) of the runs behind ``rows``."""
     names = [n.name for n in noises]
     header = "| method | " + " | ".join(names) + " |"
     rule = "|---|" + "---:|" * len(names)
@@ -599,10 +698,7 @@ def summary_markdown(
     lines = [
         "# Finding the wrong labels: digits, emphasis.TrainingDynamics and cleanlab",
         "",
-        f"Command: `{command}`  ",
-        f"Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s), 1 torch thread "
-        f"({platform.processor() or platform.machine()}, torch {digits._torch_version()}, "
-        f"cleanlab {_cleanlab_version()}).",
+        *_runs_words(runs),
         "",
         f"scikit-learn digits (digits_benchmark's split): {n_train} training and {n_test} test "
         f"images. MLP {sizes}, SGD lr {settings.lr:g}, momentum {settings.momentum:g}, weight "
@@ -695,6 +791,31 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+def _runs_words(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The commands behind the results, with their wall times and machines."""
+    if len(runs) == 1:
+        run_ = runs[0]
+        return [
+            f"Command: `{run_['command']}`  ",
+            f"Wall time: {run_['wall_s'] / 60:.1f} min ({run_['wall_s']:.0f} s), "
+            f"{run_['threads']} torch thread{'s' if run_['threads'] > 1 else ''} "
+            f"({run_['machine']}, torch {run_['torch']}, cleanlab {run_['cleanlab']}).",
+        ]
+    lines = [
+        "Commands (their rows merged by `python -m reference_training.label_issues "
+        "--merge-from ...`):",
+        "",
+    ]
+    for run_ in runs:
+        note = f"; {run_['note']}" if run_.get("note") else ""
+        lines.append(
+            f"- `{run_['command']}`: {run_['wall_s'] / 60:.1f} min ({run_['wall_s']:.0f} s), "
+            f"{run_['threads']} torch thread{'s' if run_['threads'] > 1 else ''} "
+            f"({run_['machine']}, torch {run_['torch']}, cleanlab {run_['cleanlab']}{note})"
+        )
+    return lines
+
+
 def _cleanlab_version() -> str:
     import cleanlab
 
@@ -733,7 +854,9 @@ def plot_scores(path: Path, plot: dict[str, Any]) -> bool:
     ax.set_title("precision-recall of the ranking")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.suptitle(f"digits, {plot['noise']} noise, seed {plot['seed']}")
+    seeds = plot["seeds"]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} pooled"
+    fig.suptitle(f"digits, {plot['noise']} noise, {which}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -813,6 +936,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "400 training images (explicit options still win)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--merge-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="train nothing: merge the results of finished runs (their --out directories) into "
+        "--out and rebuild summary.md and scores.png from all their rows (e.g. more seeds "
+        "run later, or settings run side by side); --out may be one of them",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
@@ -853,6 +986,8 @@ def subset(data: Any, size: int | None) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge_from is not None:
+        return merge(args.merge_from, args.out)
     missing = []
     for name, hint in (
         ("torch", '"emphasis[torch]"'),
@@ -907,12 +1042,16 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         dynamic_ncols=True,
     )
     rows: list[dict[str, Any]] = []
-    plots: list[dict[str, Any]] = []
+    saved: dict[str, dict[int, dict[str, Any]]] = {}
     for i, noise in enumerate(args.noise):
         label = f"[{i + 1}/{len(args.noise)}] {noise.name}:"
-        noise_rows, plot = run_noise(noise, args.seeds, data, settings, bar, label)
+        noise_rows, artefacts = run_noise(noise, args.seeds, data, settings, bar, label)
         rows += noise_rows
-        plots.append(plot)
+        for seed, arrays in artefacts.items():
+            save_artefacts(artefact_path(out, noise.name, seed), arrays)
+        saved[noise.name] = {
+            seed: load_artefacts(artefact_path(out, noise.name, seed)) for seed in artefacts
+        }
         summary = ", ".join(
             f"{m} AUC {_mean_std([r['roc_auc'] for r in noise_rows if r['method'] == m])}"
             for m in ("gr", "cce", "cleanlab")
@@ -921,17 +1060,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
     bar.close()
     wall_s = time.perf_counter() - start
-
-    summary_text = summary_markdown(
-        rows, args.noise, args.seeds, settings, command, wall_s, n_train, n_test
+    record = run_record(args, command, wall_s, n_train, n_test)
+    write_runs(out, [record])
+    summary_text, plotted = write_reports(
+        out, rows, args.noise, args.seeds, settings, [record], n_train, n_test, saved
     )
-    (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
-    # The plot: the 40% symmetric setting when there is one, else the first.
-    chosen = next(
-        (p for p, n in zip(plots, args.noise, strict=True) if n == Noise("symmetric", 0.4)),
-        plots[0],
-    )
-    plotted = plot_scores(out / "scores.png", chosen)
     print()
     print(summary_text)
     written = ["results.csv", "summary.md"] + (["scores.png"] if plotted else [])
@@ -940,6 +1073,162 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if not plotted:
         print("scores.png skipped: matplotlib is not installed", file=sys.stderr)
     return 0
+
+
+def run_record(
+    args: argparse.Namespace, command: str, wall_s: float, n_train: int, n_test: int
+) -> dict[str, Any]:
+    """One line of ``runs.json``: a training run's command, time, machine and settings."""
+    return {
+        "command": command,
+        "wall_s": wall_s,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "torch": digits._torch_version(),
+        "cleanlab": _cleanlab_version(),
+        "noise": [n.name for n in args.noise],
+        "seeds": list(args.seeds),
+        "n_train": n_train,
+        "n_test": n_test,
+        "settings": {name: getattr(args, name) for name in SETTING_NAMES},
+    }
+
+
+#: The options whose values must agree between runs merged into one report.
+SETTING_NAMES = ("epochs", "warmup_epochs", "batch_size", "folds", "train_size")
+
+
+def write_runs(out: Path, runs: Sequence[dict[str, Any]]) -> None:
+    (out / "runs.json").write_text(json.dumps(list(runs), indent=1) + "\n", encoding="utf-8")
+
+
+def write_reports(
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    noises: Sequence[Noise],
+    seeds: Sequence[int],
+    settings: Settings,
+    runs: Sequence[dict[str, Any]],
+    n_train: int,
+    n_test: int,
+    saved: dict[str, dict[int, dict[str, Any]]],
+) -> tuple[str, bool]:
+    """results.csv, summary.md and scores.png (the symmetric 40% setting when there is one, else
+    the first; the seeds with saved artefacts pooled); (the summary, whether it plotted)."""
+    digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+    summary_text = summary_markdown(rows, noises, seeds, settings, runs, n_train, n_test)
+    (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
+    names = [n.name for n in noises if saved.get(n.name)]
+    if not names:
+        return summary_text, False
+    chosen = Noise("symmetric", 0.4).name if Noise("symmetric", 0.4).name in names else names[0]
+    plotted = plot_scores(out / "scores.png", plot_data(chosen, saved[chosen]))
+    return summary_text, plotted
+
+
+# ---------------------------------------------------------------------------
+# merging runs (no training)
+# ---------------------------------------------------------------------------
+
+#: CSV columns that stay text; "beta" and "lam" are numbers or empty (CCE, cleanlab).
+TEXT_COLUMNS = ("noise", "kind", "method", "rate_source", "diverged")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A results.csv back as rows with numbers (as :func:`run_noise` returns them)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or set(reader.fieldnames) != set(COLUMNS):
+            raise ValueError(
+                f"{path}: expected the columns {', '.join(COLUMNS)}, got {reader.fieldnames}"
+            )
+        rows = []
+        for line in reader:
+            row: dict[str, Any] = {}
+            for column in COLUMNS:
+                value = line[column]
+                if column in TEXT_COLUMNS or (column in ("beta", "lam") and value == ""):
+                    row[column] = value
+                elif column == "seed":
+                    row[column] = int(value)
+                else:
+                    row[column] = float(value) if value != "" else math.nan
+            rows.append(row)
+    return rows
+
+
+def merge(sources: Sequence[Path], out: Path) -> int:
+    """Merge the results of finished runs (each a ``--out`` directory with results.csv and
+    runs.json; artefacts/ where the run saved them) into ``out``: results.csv, summary.md and
+    scores.png rebuilt from all their rows. A (setting, seed) in two sources is refused."""
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    owner: dict[tuple[str, int], Path] = {}
+    saved: dict[str, dict[int, dict[str, Any]]] = {}
+    for source in sources:
+        for name in ("results.csv", "runs.json"):
+            if not (source / name).is_file():
+                raise FileNotFoundError(
+                    f"--merge-from: expected {source / name} (the --out of a finished run)"
+                )
+        source_rows = read_rows(source / "results.csv")
+        for key in dict.fromkeys((r["noise"], r["seed"]) for r in source_rows):
+            if key in owner:
+                raise ValueError(
+                    f"--merge-from: {key[0]} seed {key[1]} is in both {owner[key]} and {source}"
+                )
+            owner[key] = source
+            path = artefact_path(source, *key)
+            if path.is_file():
+                saved.setdefault(key[0], {})[key[1]] = load_artefacts(path)
+        rows += source_rows
+        runs += json.loads((source / "runs.json").read_text(encoding="utf-8"))
+    first = runs[0]
+    for run_ in runs[1:]:
+        for key in ("settings", "n_train", "n_test"):
+            if run_[key] != first[key]:
+                raise ValueError(
+                    f"--merge-from: the runs differ in {key}: {first[key]} "
+                    f"({first['command']}) against {run_[key]} ({run_['command']})"
+                )
+    noises = [parse_noise(_noise_arg(name)) for name in dict.fromkeys(r["noise"] for r in rows)]
+    order = {
+        n.name: i
+        for i, n in enumerate(sorted(noises, key=lambda n: (n.kind != "symmetric", n.kind, n.rate)))
+    }
+    noises.sort(key=lambda n: order[n.name])
+    methods = list(METHODS)
+    rows.sort(key=lambda r: (order[r["noise"]], r["seed"], methods.index(r["method"])))
+    seeds = sorted({r["seed"] for r in rows})
+    options = first["settings"]
+    settings = Settings(
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        warmup_epochs=options["warmup_epochs"],
+        folds=options["folds"],
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for name, per_seed in saved.items():
+        for seed, arrays in per_seed.items():
+            target = artefact_path(out, name, seed)
+            if not target.is_file():
+                save_artefacts(target, {k: v for k, v in arrays.items() if k != "dynamics"})
+    write_runs(out, runs)
+    summary_text, plotted = write_reports(
+        out, rows, noises, seeds, settings, runs, first["n_train"], first["n_test"], saved
+    )
+    print(summary_text)
+    written = ["results.csv", "runs.json", "summary.md"] + (["scores.png"] if plotted else [])
+    print(
+        f"merged {len(sources)} runs ({len(rows)} rows); wrote {', '.join(str(out / n) for n in written)}"
+    )
+    return 0
+
+
+def _noise_arg(name: str) -> str:
+    """ "symmetric 40%" -> "symmetric:0.4" (the inverse of Noise.name)."""
+    kind, _, percent = name.partition(" ")
+    return f"{kind}:{float(percent.rstrip('%')) / 100:g}"
 
 
 if __name__ == "__main__":
