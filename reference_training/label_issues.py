@@ -1057,7 +1057,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             for m in ("gr", "cce", "cleanlab")
         )
         bar.write(f"{noise.name} ({time.perf_counter() - start:.0f} s): {summary}")
-        digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+        write_rows(out / "results.csv", rows)
     bar.close()
     wall_s = time.perf_counter() - start
     record = run_record(args, command, wall_s, n_train, n_test)
@@ -1115,7 +1115,7 @@ def write_reports(
 ) -> tuple[str, bool]:
     """results.csv, summary.md and scores.png (the symmetric 40% setting when there is one, else
     the first; the seeds with saved artefacts pooled); (the summary, whether it plotted)."""
-    digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+    write_rows(out / "results.csv", rows)
     summary_text = summary_markdown(rows, noises, seeds, settings, runs, n_train, n_test)
     (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
     names = [n.name for n in noises if saved.get(n.name)]
@@ -1132,6 +1132,15 @@ def write_reports(
 
 #: CSV columns that stay text; "beta" and "lam" are numbers or empty (CCE, cleanlab).
 TEXT_COLUMNS = ("noise", "kind", "method", "rate_source", "diverged")
+INT_COLUMNS = ("seed", "flagged", "relabelled")
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """results.csv: the COLUMNS of each row, "\\n" line ends."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -1149,7 +1158,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 value = line[column]
                 if column in TEXT_COLUMNS or (column in ("beta", "lam") and value == ""):
                     row[column] = value
-                elif column == "seed":
+                elif column in INT_COLUMNS:
                     row[column] = int(value)
                 else:
                     row[column] = float(value) if value != "" else math.nan
