@@ -1194,11 +1194,11 @@ def merge(sources: Sequence[Path], out: Path) -> int:
         runs += json.loads((source / "runs.json").read_text(encoding="utf-8"))
     first = runs[0]
     for run_ in runs[1:]:
-        for key in ("settings", "n_train", "n_test"):
-            if run_[key] != first[key]:
+        for field in ("settings", "n_train", "n_test"):
+            if run_[field] != first[field]:
                 raise ValueError(
-                    f"--merge-from: the runs differ in {key}: {first[key]} "
-                    f"({first['command']}) against {run_[key]} ({run_['command']})"
+                    f"--merge-from: the runs differ in {field}: {first[field]} "
+                    f"({first['command']}) against {run_[field]} ({run_['command']})"
                 )
     noises = [parse_noise(_noise_arg(name)) for name in dict.fromkeys(r["noise"] for r in rows)]
     order = {
