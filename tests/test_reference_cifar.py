@@ -724,3 +724,138 @@ def test_torchrun_two_processes_on_cpu(train_cifar, data10, tmp_path):
     assert records[-1] == {"event": "final", **final}
     state = train_cifar.load_checkpoint(run / "checkpoint.pt", "cpu")
     assert state["iteration"] == 4 and state["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------
+# label correction (--relabel-from, the paper's supplementary Table 9)
+# ---------------------------------------------------------------------------
+
+RELABEL = ["--iterations", "6", "--noise-rate", "0.4", "--loss", "gr", "--beta", "12",
+           "--lam", "1", "--seed", "5"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def relabel_source(train_cifar, data10, tmp_path_factory):
+    """A finished GR run on the tiny CIFAR-10 files: the run to relabel from."""
+    out = tmp_path_factory.mktemp("relabel")
+    assert _train(train_cifar, data10, out, *RELABEL, "--run-name", "src") == 0
+    return out / "src"
+
+
+def _source_logits(train_cifar, data10, source: Path) -> np.ndarray:
+    """The finished run's final model on the un-augmented training images, rebuilt by hand."""
+    torch = train_cifar.torch
+    train = cifar.load_split(data10, "cifar10", train=True)
+    net = train_cifar.resnet_cifar(8, 10, 0.0)
+    net.load_state_dict(train_cifar.load_checkpoint(source / "checkpoint.pt", "cpu")["model"])
+    net.eval()
+    normalize = train_cifar.Normalizer(*cifar.channel_stats(train.images))
+    with torch.no_grad():
+        return net(normalize(torch.from_numpy(train.images))).double().numpy()
+
+
+def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, tmp_path):
+    import emphasis
+
+    out = relabel_source.parent
+    assert _train(train_cifar, data10, out, *RELABEL, "--relabel-from", str(relabel_source),
+                  "--relabel-rate", "0.25") == 0  # fmt: skip
+    run = out / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel0.25"
+    final = json.loads((run / "final.json").read_text())
+    source_final = json.loads((relabel_source / "final.json").read_text())
+    record = final["relabel"]
+    # what the finished run's model says, computed here independently
+    train = cifar.load_split(data10, "cifar10", train=True)
+    noisy = emphasis.symmetric_noise(train.labels, 0.4, 10, seed=np.random.default_rng([5, 1]))
+    logits = _source_logits(train_cifar, data10, relabel_source)
+    rows = np.arange(20)
+    others = logits.copy()
+    others[rows, noisy.labels] = -np.inf
+    margin = logits[rows, noisy.labels] - others.max(1)
+    score = -margin  # higher: more likely mislabelled
+    flagged = np.argsort(-score, kind="stable")[:5]  # 0.25 x 20, the highest scores first
+    with np.load(run / "relabel.npz") as saved:
+        np.testing.assert_array_equal(saved["flagged"], flagged)
+        labels = saved["labels"]
+    expected = noisy.labels.copy()
+    expected[flagged] = logits[flagged].argmax(1)
+    np.testing.assert_array_equal(labels, expected)
+    assert record["relabelled"] == 5 and record["rate"] == 0.25
+    assert record["rate_source"] == "--relabel-rate"
+    assert record["relabelled_acc"] == pytest.approx(
+        100 * np.mean(expected[flagged] == train.labels[flagged])
+    )
+    assert record["corrected_label_acc"] == pytest.approx(100 * np.mean(expected == train.labels))
+    assert record["noisy_label_acc"] == pytest.approx(100 * (1 - noisy.realised_rate))
+    assert record["source_test_acc_final"] == source_final["test_acc_final"]
+    assert record["gain"] == pytest.approx(final["test_acc_final"] - source_final["test_acc_final"])
+    # the source's fitting degrees (Table 9): its final model on the clean and flipped subsets
+    predicted = logits.argmax(1)
+    flipped = noisy.labels != train.labels
+    assert source_final["fit_clean"] == pytest.approx(
+        100 * np.mean(predicted[~flipped] == train.labels[~flipped])
+    )
+    assert source_final["fit_noisy"] == pytest.approx(
+        100 * np.mean(predicted[flipped] == noisy.labels[flipped])
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["relabel_from"] == str(relabel_source) and config["relabel_source"] == "src"
+    assert (config["loss"], config["beta"], config["lam"]) == ("gr", 12.0, 1.0)
+    # the rate defaults to estimate_noise_rate on the final model's scores
+    assert _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-from",
+                  str(relabel_source)) == 0  # fmt: skip
+    estimated = json.loads(
+        (tmp_path / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel" / "final.json").read_text()
+    )["relabel"]
+    rate = emphasis.estimate_noise_rate(score).rate
+    assert estimated["rate_source"] == "estimate_noise_rate"
+    assert estimated["rate"] == pytest.approx(rate)
+    assert estimated["relabelled"] == round(rate * 20)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", r"relabel-from: .*nowhere is not a directory"),
+        ("unfinished", r"relabel-from: .*half is not a finished run: final\.json is missing"),
+        ("short", r"checkpoint\.pt is at iteration 5 of 6: the run is unfinished"),
+        ("settings", r"src was trained with other settings \(beta: 12\.0 -> 8\.0\)"),
+        ("data", r"src was trained on other data \(data_sha256: "),
+        ("relabelled", r"is itself a relabelled run \(from src\)"),
+    ],
+)
+def test_relabel_refuses_an_unfinished_or_other_run(
+    train_cifar, data10, relabel_source, tmp_path, case, message
+):
+    source, extra, data = relabel_source, [], data10
+    if case == "missing":
+        source = tmp_path / "nowhere"
+    elif case in ("unfinished", "short"):
+        source = tmp_path / "runs" / "half"
+        with pytest.raises(train_cifar.SimulatedKill):
+            _train(train_cifar, data10, tmp_path / "runs", *RELABEL, "--run-name", "half",
+                   "--halt-after", "5", "--checkpoint-every", "5")  # fmt: skip
+        if case == "short":  # a final.json beside a checkpoint short of the iterations
+            (source / "final.json").write_text(json.dumps({"iterations": 5}))
+    elif case == "settings":
+        extra = ["--beta", "8"]
+    elif case == "data":
+        data = tmp_path / "other"
+        cifar.write_synthetic(data, "cifar10", train_size=20, test_size=16, seed=1)
+    elif case == "relabelled":
+        first = tmp_path / "first"
+        _train(train_cifar, data10, first, *RELABEL, "--relabel-from", str(relabel_source),
+               "--run-name", "fixed", "--relabel-rate", "0.1")  # fmt: skip
+        source = first / "fixed"
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        _train(train_cifar, data, out, *RELABEL, *extra, "--relabel-from", str(source))
+    assert not out.exists()  # refused before anything is written
+
+
+def test_relabel_rate_needs_relabel_from(train_cifar, data10, relabel_source, tmp_path):
+    with pytest.raises(ValueError, match=r"--relabel-rate needs --relabel-from RUN_DIR"):
+        _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-rate", "0.2")
+    with pytest.raises(ValueError, match=r"--relabel-rate must be in \[0, 1\], got 1.5"):
+        _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-from", str(relabel_source),
+               "--relabel-rate", "1.5")  # fmt: skip
