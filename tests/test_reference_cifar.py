@@ -329,6 +329,49 @@ def test_table3_gr_beta0_matches_any_lambda_and_reports_four_metrics(tmp_path):
     assert "| 60% | 0.5~1 | GR (λ=2, β=12) | — | 80.2 | — | 72.5 | — | 44.9 | — | 75.4 |" in text
 
 
+def _relabel_result(final: float, source: str, gain: float, relabelled: int, right: float):
+    return {**_result(final), "relabel": {"source_run": source, "gain": gain,
+            "relabelled": relabelled, "relabelled_acc": right}}  # fmt: skip
+
+
+def test_table9_shows_fitting_degrees_and_the_retrained_runs_beside_the_paper(tmp_path):
+    table3 = dict(schedule="paper", dataset="cifar10", depth=56, noise_rate=0.4, beta=16.0,
+                  lam=1.0, train_size=1000)  # fmt: skip
+    for seed, (final, clean, noisy) in enumerate([(80.0, 94.0, 8.0), (82.0, 96.0, 6.0)]):
+        result = {**_result(final, best=85.0), "fit_clean": clean, "fit_noisy": noisy}
+        _fake_run(tmp_path, f"gr{seed}", result, **table3, seed=seed)
+        again = _relabel_result(final + 1.0 + seed, f"gr{seed}", 1.0 + seed, 100 + 20 * seed, 90.0)
+        _fake_run(tmp_path, f"gr{seed}_relabel", again, **table3, seed=seed,
+                  relabel_source=f"gr{seed}", relabel_rate=None)  # fmt: skip
+    # a relabelled run with a given rate: only in "All runs", not in Table 9
+    _fake_run(tmp_path, "gr0_relabel0.5", _relabel_result(10.0, "gr0", -70.0, 500, 10.0),
+              **table3, seed=0, relabel_source="gr0", relabel_rate=0.5)  # fmt: skip
+    # a CCE run from before the fitting degrees were recorded
+    _fake_run(tmp_path, "cce", _result(60.0), **{**table3, "loss": "cce", "beta": None,
+              "lam": None})  # fmt: skip
+    text = tables.render(*tables.read_runs(tmp_path))
+    assert "### Table 9: label correction, CIFAR-10, ResNet-56 (%) — schedule `paper`" in text
+    assert "Is it plausible to correct the labels of training data?" in text
+    table9 = text.split("### Table 9", 1)[1].split("###", 1)[0]
+    row = next(line for line in table9.splitlines() if line.startswith("| 40% | 0.5 | GR (λ=1"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["40%", "0.5", "GR (λ=1, β=16)",
+                     "85.0 ± 0.0 (2)", "84.7", "81.0 ± 1.4 (2)", "83.3", "50.0 ± 0.0 (2)", "60.3",
+                     "70.0 ± 0.0 (2)", "88.9", "95.0 ± 1.4 (2)", "94.8", "7.0 ± 1.4 (2)", "7.5",
+                     "82.5 ± 2.1 (2)", "1.5 ± 0.7 (2)", "85.3 (+2)", "11.0 ± 1.4 (2)",
+                     "90.0 ± 0.0 (2)"]  # fmt: skip
+    cce = next(line for line in table9.splitlines() if line.startswith("| 40% | 0 | CCE"))
+    assert cce.startswith("| 40% | 0 | CCE | 60.0 (1) | 82.8 | 60.0 (1) | 60.9 |")
+    assert "| — | 97.0 | — | 81.1 | — | — | — | — | — |" in cce  # no fit, no relabelled run
+    assert "| 20% | 0~0.5 | GR (λ=0.5, β=12) | — | 89.4 |" in table9
+    # relabelled runs are not Table 3's runs
+    table3_part = text.split("### Table 3", 1)[1].split("###", 1)[0]
+    row3 = next(line for line in table3_part.splitlines() if line.startswith("| 40% | 0.5 |"))
+    assert row3.startswith("| 40% | 0.5 | GR (λ=1, β=16) | 85.0 ± 0.0 (2) | 84.7 | 81.0 ± 1.4 (2)")
+    assert "GR (β=16, λ=1), relabelled | 2 |" in text
+    assert "GR (β=16, λ=1), relabelled (rate 0.5) | 1 |" in text
+
+
 def test_tables_command_writes_markdown(tmp_path, capsys):
     _fake_run(tmp_path / "runs", "a", _result(50.0))
     out = tmp_path / "tables.md"
@@ -801,6 +844,7 @@ def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, tmp_pa
     config = json.loads((run / "config.json").read_text())
     assert config["relabel_from"] == str(relabel_source) and config["relabel_source"] == "src"
     assert (config["loss"], config["beta"], config["lam"]) == ("gr", 12.0, 1.0)
+    assert "GR (β=12, λ=1), relabelled (rate 0.25) | 1 |" in tables.render(*tables.read_runs(out))
     # the rate defaults to estimate_noise_rate on the final model's scores
     assert _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-from",
                   str(relabel_source)) == 0  # fmt: skip
