@@ -276,6 +276,19 @@ def test_merge_adds_seeds(tiny_run, tmp_path, capsys):
     assert re.search(rf"\| GR, suggest\(true r\) \| {mean:.1f} ± ", summary)
     assert (merged / "scores.png").is_file()
     assert (merged / "artefacts" / "symmetric-40-seed5.npz").is_file()
+    # the cheap re-estimation: every saved dynamics of both seeds, as the library has it now
+    import emphasis
+
+    again = _read_csv(merged / "reestimated.csv")
+    assert [(r["seed"], r["dynamics"]) for r in again] == [
+        (s, d) for s in ("3", "5") for d in module.REESTIMATED
+    ]
+    saved = module.load_artefacts(module.artefact_path(merged, "symmetric 40%", 5))
+    row = next(r for r in again if r["seed"] == "5" and r["dynamics"] == "cce_warmup")
+    estimate = emphasis.estimate_noise_rate(saved["dynamics"]["cce_warmup"])
+    assert math.isclose(float(row["rate_estimate"]), estimate.rate)
+    assert row["method"] == estimate.method
+    assert "## Noise rate re-estimated from the saved dynamics (no training)" in summary
     with pytest.raises(ValueError, match=r"symmetric 40% seed 3 is in both"):
         module.main(["--merge-from", str(out), str(merged), "--out", str(tmp_path / "x")])
     with pytest.raises(
