@@ -323,6 +323,9 @@ class NoiseRateEstimate(NamedTuple):
     method: str = "mixture"
     #: |mu_1 - mu_0| / sigma of the fit (Ashman's D; 0: no fit)
     separation: float = math.nan
+    #: the mislabelled component's weight (the rate when ``method == "mixture"``; NaN: no
+    #: fit)
+    mixture_weight: float = math.nan
 
 
 def _scores_of(dynamics: TrainingDynamics | npt.ArrayLike) -> np.ndarray:
@@ -417,6 +420,7 @@ def estimate_noise_rate(
         iterations,
         method,
         separation,
+        weight,
     )
 
 
