@@ -161,11 +161,13 @@ def test_noise_rate_of_overlapping_components_counts_the_negative_margins():
     estimate = emphasis.estimate_noise_rate(scores)
     assert estimate.method == "negative margin" and estimate.separation < 2.0
     assert estimate.rate == np.mean(scores > 0)
+    assert 0.0 < estimate.mixture_weight < 1.0 and estimate.mixture_weight != estimate.rate
     np.testing.assert_array_equal(estimate.posterior, (scores > 0).astype(float))
     # the same clouds moved apart: the mixture again
     apart = np.where(noisy, scores + 3.0, scores - 3.0)
     separated = emphasis.estimate_noise_rate(apart)
     assert separated.method == "mixture" and separated.separation > 2.0
+    assert separated.rate == separated.mixture_weight
     assert abs(separated.rate - noisy.mean()) < 0.02
     # one cloud with a few outliers in its tail: a separated but one-mode fit is no estimate
     tail = np.concatenate([rng.normal(-0.3, 0.6, 3960), rng.normal(2.0, 0.3, 40)])

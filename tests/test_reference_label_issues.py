@@ -311,3 +311,29 @@ def test_merge_refuses_other_settings(tiny_run, tmp_path):
     (other / "runs.json").write_text(json.dumps(runs))
     with pytest.raises(ValueError, match=r"the runs differ in settings"):
         module.main(["--merge-from", str(out), str(other), "--out", str(tmp_path / "x")])
+
+
+@needs_torch
+def test_warmup_only_compares_the_estimates_on_the_warm_up(tiny_run, tmp_path):
+    """--warmup-only trains the CCE warm-ups alone: the same dynamics as the full run's first
+    epochs (same seed, labels and schedule), and the estimate beside both of its candidates."""
+    import emphasis
+
+    out, _, module = tiny_run
+    argv = [*TINY, "--warmup-only", "--out", str(tmp_path)]
+    assert module.main(argv) == 0
+    (row,) = _read_csv(tmp_path / "warmup.csv")
+    assert list(row) == list(module.WARMUP_COLUMNS)
+    full = module.load_artefacts(module.artefact_path(out, "symmetric 40%", 3))
+    alone = module.load_artefacts(module.artefact_path(tmp_path, "symmetric 40%", 3))
+    np.testing.assert_array_equal(alone["noisy"], full["noisy"])
+    warm, warm_full = alone["dynamics"]["cce_warmup"], full["dynamics"]["cce_warmup"]
+    np.testing.assert_array_equal(warm.count, warm_full.count)  # 2 epochs of updates each
+    np.testing.assert_allclose(warm.scores(), warm_full.scores(), rtol=1e-4, atol=1e-4)
+    estimate = emphasis.estimate_noise_rate(warm)
+    assert math.isclose(float(row["rate_estimate"]), estimate.rate)
+    assert math.isclose(float(row["mixture_weight"]), estimate.mixture_weight)
+    assert math.isclose(float(row["negative_margin_share"]), np.mean(warm.scores() > 0))
+    assert row["method"] == estimate.method
+    text = (tmp_path / "warmup.md").read_text()
+    assert "| realised rate |" in text and "--warmup-only" in text
