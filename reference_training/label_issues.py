@@ -1526,7 +1526,7 @@ def merge(sources: Sequence[Path], out: Path) -> int:
     written = ["results.csv", "runs.json", "summary.md"]
     written += (["reestimated.csv"] if saved else []) + (["scores.png"] if plotted else [])
     print(
-        f"merged {len(sources)} runs ({len(rows)} rows); wrote {', '.join(str(out / n) for n in written)}"
+        f"merged {len(sources)} directories, {len(runs)} runs ({len(rows)} rows); wrote {', '.join(str(out / n) for n in written)}"
     )
     return 0
 
