@@ -1167,6 +1167,35 @@ def warmup_markdown(rows: Sequence[dict[str, Any]], command: str, wall_s: float)
     )
 
 
+def plot_warmup(path: Path, scores: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> bool:
+    """warmup.png: per setting, the warm-up scores of clean and flipped examples, seeds
+    pooled, with 0 (the negative-margin share's boundary) marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.3 * len(scores), 3.2), squeeze=False)
+    for ax, (name, parts) in zip(axes[0], scores.items(), strict=True):
+        score = np.concatenate([p[0] for p in parts])
+        flipped = np.concatenate([p[1] for p in parts])
+        bins = np.linspace(np.nanmin(score), np.nanmax(score), 40)
+        ax.hist(score[~flipped], bins=bins, alpha=0.6, label="clean", color="C0")
+        ax.hist(score[flipped], bins=bins, alpha=0.6, label="flipped", color="C3")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set_title(f"{name} ({len(parts)} seeds)", fontsize=9)
+        ax.set_xlabel("scores() after the warm-up")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("examples")
+    fig.suptitle("digits, CCE warm-up: minus the mean margin of clean and flipped examples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def run_warmup(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """--warmup-only: the CCE warm-ups alone (the noise-rate estimate's input), stacked."""
     from tqdm.auto import tqdm
@@ -1205,10 +1234,12 @@ def run_warmup(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     train_jobs(jobs, data, settings, bar, f"{len(jobs)} warm-ups", last_epoch=args.warmup_epochs)
     bar.close()
     rows = []
+    scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for job, (noise, seed, noisy) in zip(jobs, meta, strict=True):
         flipped = np.asarray(noisy.flipped, dtype=bool)
         assert job.dynamics is not None
         rows.append(warmup_rows(noise.name, seed, job.dynamics, flipped))
+        scores.setdefault(noise.name, []).append((job.dynamics.scores(), flipped))
         arrays = {"clean": clean, "noisy": noisy.labels, "flipped": flipped}
         for field, array in zip(
             emphasis_dynamics.Totals._fields, job.dynamics.totals(), strict=True
@@ -1222,8 +1253,12 @@ def run_warmup(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         writer.writerows(rows)
     text = warmup_markdown(rows, command, wall_s)
     (out / "warmup.md").write_text(text + "\n", encoding="utf-8")
+    plotted = plot_warmup(out / "warmup.png", scores)
     print(text)
-    print(f"wrote {out / 'warmup.csv'}, {out / 'warmup.md'} and artefacts/ ({wall_s:.0f} s)")
+    print(
+        f"wrote {out / 'warmup.csv'}, {out / 'warmup.md'}"
+        f"{', warmup.png' if plotted else ''} and artefacts/ ({wall_s:.0f} s)"
+    )
     return 0
 
 

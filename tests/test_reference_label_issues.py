@@ -337,3 +337,4 @@ def test_warmup_only_compares_the_estimates_on_the_warm_up(tiny_run, tmp_path):
     assert row["method"] == estimate.method
     text = (tmp_path / "warmup.md").read_text()
     assert "| realised rate |" in text and "--warmup-only" in text
+    assert (tmp_path / "warmup.png").read_bytes()[:4] == b"\x89PNG"
