@@ -38,9 +38,20 @@ per noise setting x seed x method), ``summary.md`` (mean ± standard deviation o
 ``scores.png`` (score distributions of clean and flipped examples for GR and CCE, and the
 precision-recall curves, at one noise setting).
 
+Also ``runs.json`` (command, wall time, machine, settings) and ``artefacts/`` (per setting and
+seed: labels, flipped mask, cleanlab's pred_probs and every run's dynamics totals, including
+the warm-up's). ``--merge-from DIR ...`` trains nothing: it merges finished runs' directories
+(e.g. seeds run later, or settings run side by side) into ``--out``, rebuilds the reports from
+all rows, and re-estimates the noise rate and flagged sets from the artefacts with the current
+``estimate_noise_rate`` (``reestimated.csv``). ``--warmup-only`` trains only the CCE warm-ups
+and compares the estimate with its two candidates (``warmup.csv``, ``warmup.md``,
+``warmup.png``).
+
 Usage::
 
     python -m reference_training.label_issues            # 4 noise settings x 5 seeds
+    python -m reference_training.label_issues --warmup-only   # the warm-up estimates, a minute
+    python -m reference_training.label_issues --merge-from runs/a runs/b --out runs/merged
     python -m reference_training.label_issues --quick    # seconds: checks the set-up
     python -m reference_training.label_issues --noise symmetric:0.4 pair:0.4 --seeds 0 1
 """
