@@ -785,6 +785,15 @@ def relabel_source(train_cifar, data10, tmp_path_factory):
     return out / "src"
 
 
+@pytest.fixture(scope="module")
+def relabelled(train_cifar, data10, relabel_source):
+    """A run relabelled from ``relabel_source`` at a given rate (a quarter of the examples)."""
+    out = relabel_source.parent
+    assert _train(train_cifar, data10, out, *RELABEL, "--relabel-from", str(relabel_source),
+                  "--relabel-rate", "0.25") == 0  # fmt: skip
+    return out / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel0.25"
+
+
 def _source_logits(train_cifar, data10, source: Path) -> np.ndarray:
     """The finished run's final model on the un-augmented training images, rebuilt by hand."""
     torch = train_cifar.torch
@@ -797,13 +806,10 @@ def _source_logits(train_cifar, data10, source: Path) -> np.ndarray:
         return net(normalize(torch.from_numpy(train.images))).double().numpy()
 
 
-def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, tmp_path):
+def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, relabelled, tmp_path):
     import emphasis
 
-    out = relabel_source.parent
-    assert _train(train_cifar, data10, out, *RELABEL, "--relabel-from", str(relabel_source),
-                  "--relabel-rate", "0.25") == 0  # fmt: skip
-    run = out / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel0.25"
+    out, run = relabel_source.parent, relabelled
     final = json.loads((run / "final.json").read_text())
     source_final = json.loads((relabel_source / "final.json").read_text())
     record = final["relabel"]
@@ -869,7 +875,7 @@ def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, tmp_pa
     ],
 )
 def test_relabel_refuses_an_unfinished_or_other_run(
-    train_cifar, data10, relabel_source, tmp_path, case, message
+    train_cifar, data10, relabel_source, relabelled, tmp_path, case, message
 ):
     source, extra, data = relabel_source, [], data10
     if case == "missing":
@@ -887,10 +893,7 @@ def test_relabel_refuses_an_unfinished_or_other_run(
         data = tmp_path / "other"
         cifar.write_synthetic(data, "cifar10", train_size=20, test_size=16, seed=1)
     elif case == "relabelled":
-        first = tmp_path / "first"
-        _train(train_cifar, data10, first, *RELABEL, "--relabel-from", str(relabel_source),
-               "--run-name", "fixed", "--relabel-rate", "0.1")  # fmt: skip
-        source = first / "fixed"
+        source = relabelled
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
         _train(train_cifar, data, out, *RELABEL, *extra, "--relabel-from", str(source))
