@@ -38,6 +38,7 @@ Usage::
         --repeats 5 -- --amp bf16        # prints the commands that fill Table 5
     python -m reference_training.tables --plan 8 --data-dir ~/data   # Table 8 (schedule paper)
     python -m reference_training.tables --plan 4 --data-dir ~/data   # Table 4 (mentornet)
+    python -m reference_training.tables --plan 9 --data-dir ~/data   # Table 9: runs, relabelled
 """
 
 from __future__ import annotations
@@ -741,6 +742,38 @@ def plan_regularised_commands(
     return commands
 
 
+def table9_run_name(schedule: str, rate: float, spec: LossSpec, seed: int) -> str:
+    """train_cifar's run name of a Table 9 first run (CIFAR-10, ResNet-56, the schedule's
+    defaults otherwise), the directory its relabelled run starts from."""
+    tag = spec.loss if spec.loss != "gr" else f"gr_b{spec.beta:g}_l{spec.lam:g}"
+    return f"cifar10_resnet56_{schedule}_r{rate:g}_{tag}_seed{seed}"
+
+
+def plan_table9_commands(
+    data_dir: str,
+    schedule: str,
+    repeats: int,
+    seed: int,
+    out_dir: str,
+    extra: Sequence[str] = (),
+    python: str = "python",
+) -> list[str]:
+    """Table 9: per cell and seed, the first run, then its relabelled run
+    (``--relabel-from`` names one finished run, so one seed per command)."""
+    commands = []
+    for rate, entries in TABLE9.items():
+        for _, spec, _, _, _ in entries:
+            for s in range(seed, seed + repeats):
+                args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
+                        "--dataset", "cifar10", "--depth", "56", "--noise-rate", f"{rate:g}",
+                        *spec.arguments(), "--schedule", schedule, "--seed", str(s),
+                        "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+                source = str(Path(out_dir) / table9_run_name(schedule, rate, spec, s))
+                commands.append(shlex.join(args))
+                commands.append(shlex.join([*args, "--relabel-from", source]))
+    return commands
+
+
 def plan_commands(
     table: int,
     data_dir: str,
@@ -751,6 +784,8 @@ def plan_commands(
     extra: Sequence[str] = (),
     python: str = "python",
 ) -> list[str]:
+    if table == 9:
+        return plan_table9_commands(data_dir, schedule, repeats, seed, out_dir, extra, python)
     if table in (4, 8):
         return plan_regularised_commands(
             table, data_dir, schedule, repeats, seed, out_dir, extra, python
@@ -894,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--plan",
         type=int,
-        choices=(2, 3, 4, 5, 6, 7, 8),
+        choices=(2, 3, 4, 5, 6, 7, 8, 9),
         help="print the training commands for this table instead",
     )
     parser.add_argument("--data-dir", default="DATA_DIR", help="--plan: CIFAR directory")

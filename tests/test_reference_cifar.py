@@ -713,6 +713,23 @@ def test_plan_commands_train_exactly_the_cells_of_the_table(train_cifar, table):
         assert args.repeats == 5 and args.resume and config["schedule"] == "released"
 
 
+def test_plan_9_relabels_from_the_run_the_command_before_trains(train_cifar):
+    commands = tables.plan_commands(9, "/data", "paper", 2, 1, "runs", ["--amp", "bf16"])
+    assert len(commands) == 2 * 2 * 4  # (first run, relabelled) x seeds x 4 cells
+    cells = []
+    for first, again in zip(commands[::2], commands[1::2], strict=True):
+        a = train_cifar.build_parser().parse_args(first.split()[3:])
+        config = train_cifar.resolve_config(a, a.seed)
+        b = train_cifar.build_parser().parse_args(again.split()[3:])
+        assert b.relabel_from == f"runs/{config['run_name']}" and a.relabel_from is None
+        assert vars(b) == {**vars(a), "relabel_from": b.relabel_from}  # nothing else differs
+        assert train_cifar.resolve_config(b, b.seed)["run_name"] == config["run_name"] + "_relabel"
+        cells.append((config["noise_rate"], config["loss"], config["beta"], config["lam"], a.seed))
+    assert cells == [(r, *loss, s) for r, loss in ((0.2, ("cce", None, None)),
+                     (0.2, ("gr", 12.0, 0.5)), (0.4, ("cce", None, None)),
+                     (0.4, ("gr", 16.0, 1.0))) for s in (1, 2)]  # fmt: skip
+
+
 def test_loss_modules_come_from_emphasis_torch(train_cifar):
     import emphasis_torch
 
