@@ -38,9 +38,20 @@ per noise setting x seed x method), ``summary.md`` (mean ± standard deviation o
 ``scores.png`` (score distributions of clean and flipped examples for GR and CCE, and the
 precision-recall curves, at one noise setting).
 
+Also ``runs.json`` (command, wall time, machine, settings) and ``artefacts/`` (per setting and
+seed: labels, flipped mask, cleanlab's pred_probs and every run's dynamics totals, including
+the warm-up's). ``--merge-from DIR ...`` trains nothing: it merges finished runs' directories
+(e.g. seeds run later, or settings run side by side) into ``--out``, rebuilds the reports from
+all rows, and re-estimates the noise rate and flagged sets from the artefacts with the current
+``estimate_noise_rate`` (``reestimated.csv``). ``--warmup-only`` trains only the CCE warm-ups
+and compares the estimate with its two candidates (``warmup.csv``, ``warmup.md``,
+``warmup.png``).
+
 Usage::
 
     python -m reference_training.label_issues            # 4 noise settings x 5 seeds
+    python -m reference_training.label_issues --warmup-only   # the warm-up estimates, a minute
+    python -m reference_training.label_issues --merge-from runs/a runs/b --out runs/merged
     python -m reference_training.label_issues --quick    # seconds: checks the set-up
     python -m reference_training.label_issues --noise symmetric:0.4 pair:0.4 --seeds 0 1
 """
@@ -49,6 +60,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import json
 import math
 import platform
 import shlex
@@ -62,6 +75,7 @@ from typing import Any
 import numpy as np
 
 import emphasis
+from emphasis import dynamics as emphasis_dynamics
 from reference_training import digits_benchmark as digits
 
 NUM_CLASSES = digits.NUM_CLASSES
@@ -215,9 +229,17 @@ class Job:
     train_s: float = 0.0  # its share of the stage's time
 
 
-def train_jobs(jobs: Sequence[Job], data: Any, settings: Settings, bar: Any, desc: str) -> float:
+def train_jobs(
+    jobs: Sequence[Job],
+    data: Any,
+    settings: Settings,
+    bar: Any,
+    desc: str,
+    last_epoch: int | None = None,
+) -> float:
     """Train ``jobs`` together as one stacked network (each with its own weights, loss, labels,
-    examples and batch order); fill in their results; return the wall time."""
+    examples and batch order); fill in their results; return the wall time. ``last_epoch``:
+    stop after it (the learning rate still follows the whole schedule's)."""
     import torch
 
     start_time = time.perf_counter()
@@ -249,7 +271,7 @@ def train_jobs(jobs: Sequence[Job], data: Any, settings: Settings, bar: Any, des
             j.dynamics = emphasis.TrainingDynamics(n_train, NUM_CLASSES)
     tracked = any(j.track for j in jobs)
     bar.set_description_str(desc, refresh=False)
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(1, (settings.epochs if last_epoch is None else last_epoch) + 1):
         for group in optimiser.param_groups:
             group["lr"] = digits.learning_rate(config, epoch)
         model.train()
@@ -385,8 +407,9 @@ CCE = digits.LossSetting("cce", "CCE")
 
 def run_noise(
     noise: Noise, seeds: Sequence[int], data: Any, settings: Settings, bar: Any, label: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every method on one noise setting; (CSV rows, what the plot needs for the first seed)."""
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, np.ndarray]]]:
+    """Every method on one noise setting; (CSV rows, each seed's artefacts: see
+    :func:`artefact_arrays`)."""
     from sklearn.model_selection import StratifiedKFold
 
     clean = data.y_train.numpy()
@@ -400,7 +423,14 @@ def run_noise(
     folds: dict[int, list[Job]] = {}
     for seed in seeds:
         labels = noisy[seed].labels
-        first[seed, "gr"] = Job(seed, _gr(beta, lam), labels, everything, track=True)
+        first[seed, "gr"] = Job(
+            seed,
+            _gr(beta, lam),
+            labels,
+            everything,
+            track=True,
+            warmup_epochs=settings.warmup_epochs,
+        )
         first[seed, "cce"] = Job(
             seed, CCE, labels, everything, track=True, warmup_epochs=settings.warmup_epochs
         )
@@ -528,14 +558,102 @@ def run_noise(
                     "diverged": " ".join(diverged),
                 }
             )
-    seed = seeds[0]
-    plot = {
-        "noise": noise.name,
-        "seed": seed,
-        "flipped": np.asarray(noisy[seed].flipped, dtype=bool),
-        "scores": {m: found[seed, m].score for m in ("gr", "cce", "cleanlab")},
+    artefacts = {}
+    for seed in seeds:
+        pred_probs = np.zeros((n_train, NUM_CLASSES))
+        for job in folds[seed]:
+            pred_probs[job.held_out] = job.probs
+        dynamics = {
+            "gr": first[seed, "gr"].dynamics,
+            "gr_warmup": first[seed, "gr"].warmup,
+            "cce": first[seed, "cce"].dynamics,
+            "cce_warmup": first[seed, "cce"].warmup,
+            "gr-est": trained[seed, "gr-est"].dynamics,
+        }
+        artefacts[seed] = artefact_arrays(
+            clean, noisy[seed].labels, np.asarray(noisy[seed].flipped, bool), pred_probs, dynamics
+        )
+    return rows, artefacts
+
+
+# ---------------------------------------------------------------------------
+# saved artefacts: what the cheap re-estimation and the plot need, per (setting, seed)
+# ---------------------------------------------------------------------------
+
+#: The dynamics saved per (setting, seed): the final ones of the three runs and the
+#: dynamics after --warmup-epochs of the GR (true r) and CCE runs.
+SAVED_DYNAMICS = ("gr", "gr_warmup", "cce", "cce_warmup", "gr-est")
+
+
+def artefact_arrays(
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    flipped: np.ndarray,
+    pred_probs: np.ndarray,
+    dynamics: dict[str, emphasis.TrainingDynamics | None],
+) -> dict[str, np.ndarray]:
+    """The arrays of one (setting, seed): labels, flipped mask, cleanlab's out-of-sample
+    pred_probs and each run's :meth:`emphasis.TrainingDynamics.totals` (``{run}.{field}``)."""
+    arrays = {
+        "clean": clean,
+        "noisy": noisy,
+        "flipped": flipped,
+        "pred_probs": pred_probs,
     }
-    return rows, plot
+    for run_name, tracked in dynamics.items():
+        if tracked is None:
+            raise ValueError(f"artefacts: the {run_name} run kept no dynamics")
+        for field, array in zip(emphasis_dynamics.Totals._fields, tracked.totals(), strict=True):
+            arrays[f"{run_name}.{field}"] = array
+    return arrays
+
+
+def artefact_path(out: Path, noise_name: str, seed: int) -> Path:
+    """``out/artefacts/symmetric-40-seed2.npz`` for "symmetric 40%", seed 2."""
+    slug = noise_name.replace(" ", "-").replace("%", "")
+    return out / "artefacts" / f"{slug}-seed{seed}.npz"
+
+
+def save_artefacts(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def load_artefacts(path: Path) -> dict[str, Any]:
+    """A saved (setting, seed): the arrays, and the dynamics rebuilt under ``"dynamics"``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"artefacts: expected {path} (written by a training run)")
+    with np.load(path) as saved:
+        arrays: dict[str, Any] = {k: saved[k] for k in saved.files}
+    arrays["dynamics"] = {
+        name: emphasis.TrainingDynamics.from_totals(
+            NUM_CLASSES,
+            emphasis_dynamics.Totals(
+                *(arrays[f"{name}.{f}"] for f in emphasis_dynamics.Totals._fields)
+            ),
+        )
+        for name in SAVED_DYNAMICS
+        if f"{name}.updates" in arrays
+    }
+    return arrays
+
+
+def plot_data(noise_name: str, saved: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """What :func:`plot_scores` needs, pooled over the seeds of one setting."""
+    import cleanlab.rank
+
+    seeds = sorted(saved)
+    flipped = np.concatenate([saved[s]["flipped"] for s in seeds])
+    scores: dict[str, np.ndarray] = {}
+    for method in ("gr", "cce"):
+        scores[method] = np.concatenate([saved[s]["dynamics"][method].scores() for s in seeds])
+    scores["cleanlab"] = np.concatenate(
+        [
+            -cleanlab.rank.get_label_quality_scores(saved[s]["noisy"], saved[s]["pred_probs"])
+            for s in seeds
+        ]
+    )
+    return {"noise": noise_name, "seeds": seeds, "flipped": flipped, "scores": scores}
 
 
 # ---------------------------------------------------------------------------
@@ -558,11 +676,11 @@ def summary_markdown(
     noises: Sequence[Noise],
     seeds: Sequence[int],
     settings: Settings,
-    command: str,
-    wall_s: float,
+    runs: Sequence[dict[str, Any]],
     n_train: int,
     n_test: int,
 ) -> str:
+    """The report; ``runs``: the log entries (:func:`run_record`) of the runs behind ``rows``."""
     names = [n.name for n in noises]
     header = "| method | " + " | ".join(names) + " |"
     rule = "|---|" + "---:|" * len(names)
@@ -599,10 +717,7 @@ def summary_markdown(
     lines = [
         "# Finding the wrong labels: digits, emphasis.TrainingDynamics and cleanlab",
         "",
-        f"Command: `{command}`  ",
-        f"Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s), 1 torch thread "
-        f"({platform.processor() or platform.machine()}, torch {digits._torch_version()}, "
-        f"cleanlab {_cleanlab_version()}).",
+        *_runs_words(runs),
         "",
         f"scikit-learn digits (digits_benchmark's split): {n_train} training and {n_test} test "
         f"images. MLP {sizes}, SGD lr {settings.lr:g}, momentum {settings.momentum:g}, weight "
@@ -695,6 +810,31 @@ def summary_markdown(
     return "\n".join(lines)
 
 
+def _runs_words(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The commands behind the results, with their wall times and machines."""
+    if len(runs) == 1:
+        run_ = runs[0]
+        return [
+            f"Command: `{run_['command']}`  ",
+            f"Wall time: {run_['wall_s'] / 60:.1f} min ({run_['wall_s']:.0f} s), "
+            f"{run_['threads']} torch thread{'s' if run_['threads'] > 1 else ''} "
+            f"({run_['machine']}, torch {run_['torch']}, cleanlab {run_['cleanlab']}).",
+        ]
+    lines = [
+        "Commands (their rows merged by `python -m reference_training.label_issues "
+        "--merge-from ...`):",
+        "",
+    ]
+    for run_ in runs:
+        note = f"; {run_['note']}" if run_.get("note") else ""
+        lines.append(
+            f"- `{run_['command']}`: {run_['wall_s'] / 60:.1f} min ({run_['wall_s']:.0f} s), "
+            f"{run_['threads']} torch thread{'s' if run_['threads'] > 1 else ''} "
+            f"({run_['machine']}, torch {run_['torch']}, cleanlab {run_['cleanlab']}{note})"
+        )
+    return lines
+
+
 def _cleanlab_version() -> str:
     import cleanlab
 
@@ -733,7 +873,9 @@ def plot_scores(path: Path, plot: dict[str, Any]) -> bool:
     ax.set_title("precision-recall of the ranking")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.suptitle(f"digits, {plot['noise']} noise, seed {plot['seed']}")
+    seeds = plot["seeds"]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} pooled"
+    fig.suptitle(f"digits, {plot['noise']} noise, {which}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -813,6 +955,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "400 training images (explicit options still win)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--warmup-only",
+        action="store_true",
+        help="train only the CCE warm-up (its first --warmup-epochs epochs, the schedule of "
+        "--epochs) of each setting and seed and compare the noise-rate estimates on it: "
+        "writes warmup.csv and warmup.md (minutes, not hours)",
+    )
+    parser.add_argument(
+        "--merge-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="train nothing: merge the results of finished runs (their --out directories) into "
+        "--out and rebuild summary.md and scores.png from all their rows (e.g. more seeds "
+        "run later, or settings run side by side); --out may be one of them",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
@@ -853,6 +1012,8 @@ def subset(data: Any, size: int | None) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge_from is not None:
+        return merge(args.merge_from, args.out)
     missing = []
     for name, hint in (
         ("torch", '"emphasis[torch]"'),
@@ -872,7 +1033,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as digits_benchmark: subnormal exp() is slow on a CPU
     try:
-        return run(args, argv)
+        return run_warmup(args, argv) if args.warmup_only else run(args, argv)
     finally:
         torch.set_flush_denormal(False)
 
@@ -907,31 +1068,29 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         dynamic_ncols=True,
     )
     rows: list[dict[str, Any]] = []
-    plots: list[dict[str, Any]] = []
+    saved: dict[str, dict[int, dict[str, Any]]] = {}
     for i, noise in enumerate(args.noise):
         label = f"[{i + 1}/{len(args.noise)}] {noise.name}:"
-        noise_rows, plot = run_noise(noise, args.seeds, data, settings, bar, label)
+        noise_rows, artefacts = run_noise(noise, args.seeds, data, settings, bar, label)
         rows += noise_rows
-        plots.append(plot)
+        for seed, arrays in artefacts.items():
+            save_artefacts(artefact_path(out, noise.name, seed), arrays)
+        saved[noise.name] = {
+            seed: load_artefacts(artefact_path(out, noise.name, seed)) for seed in artefacts
+        }
         summary = ", ".join(
             f"{m} AUC {_mean_std([r['roc_auc'] for r in noise_rows if r['method'] == m])}"
             for m in ("gr", "cce", "cleanlab")
         )
         bar.write(f"{noise.name} ({time.perf_counter() - start:.0f} s): {summary}")
-        digits.write_csv(out / "results.csv", [{c: r[c] for c in COLUMNS} for r in rows])
+        write_rows(out / "results.csv", rows)
     bar.close()
     wall_s = time.perf_counter() - start
-
-    summary_text = summary_markdown(
-        rows, args.noise, args.seeds, settings, command, wall_s, n_train, n_test
+    record = run_record(args, command, wall_s, n_train, n_test)
+    write_runs(out, [record])
+    summary_text, plotted = write_reports(
+        out, rows, args.noise, args.seeds, settings, [record], n_train, n_test, saved
     )
-    (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
-    # The plot: the 40% symmetric setting when there is one, else the first.
-    chosen = next(
-        (p for p, n in zip(plots, args.noise, strict=True) if n == Noise("symmetric", 0.4)),
-        plots[0],
-    )
-    plotted = plot_scores(out / "scores.png", chosen)
     print()
     print(summary_text)
     written = ["results.csv", "summary.md"] + (["scores.png"] if plotted else [])
@@ -940,6 +1099,501 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if not plotted:
         print("scores.png skipped: matplotlib is not installed", file=sys.stderr)
     return 0
+
+
+WARMUP_COLUMNS = (
+    "noise", "seed", "realised_rate", "rate_estimate", "method", "separation",
+    "mixture_weight", "negative_margin_share",
+)  # fmt: skip
+
+
+def warmup_rows(noise_name: str, seed: int, dynamics: Any, flipped: np.ndarray) -> dict[str, Any]:
+    """One row of warmup.csv: the estimate, and both of its candidates, on a warm-up."""
+    estimate = emphasis.estimate_noise_rate(dynamics)
+    scores = dynamics.scores()
+    return {
+        "noise": noise_name,
+        "seed": seed,
+        "realised_rate": float(flipped.mean()),
+        "rate_estimate": estimate.rate,
+        "method": estimate.method,
+        "separation": estimate.separation,
+        "mixture_weight": estimate.mixture_weight,
+        "negative_margin_share": float(np.mean(scores[np.isfinite(scores)] > 0)),
+    }
+
+
+def warmup_markdown(rows: Sequence[dict[str, Any]], command: str, wall_s: float) -> str:
+    names = list(dict.fromkeys(r["noise"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    header = "| | " + " | ".join(names) + " |"
+    rule = "|---|" + "---:|" * len(names)
+
+    def cells(value: Any) -> str:
+        out = []
+        for name in names:
+            mine = [r for r in rows if r["noise"] == name]
+            out.append(_mean_std([value(r) for r in mine]))
+        return " | ".join(out)
+
+    def worst(column: str) -> str:
+        out = []
+        for name in names:
+            mine = [abs(r[column] - r["realised_rate"]) for r in rows if r["noise"] == name]
+            out.append(f"{100 * max(mine):.1f}")
+        return " | ".join(out)
+
+    used = " | ".join(
+        f"{sum(r['method'] == 'mixture' for r in rows if r['noise'] == n)}/"
+        f"{sum(r['noise'] == n for r in rows)}"
+        for n in names
+    )
+    return "\n".join(
+        [
+            "# The noise-rate estimate on the CCE warm-up (digits)",
+            "",
+            f"Command: `{command}`  ",
+            f"Wall time: {wall_s:.0f} s, 1 torch thread ({platform.processor() or platform.machine()}"
+            f", torch {digits._torch_version()}). Seeds {', '.join(map(str, seeds))}; mean ± "
+            "sample std (%); per seed in warmup.csv.",
+            "",
+            "`estimate_noise_rate` takes the tied two-Gaussian mixture's weight when the fitted "
+            "density has two modes, else the share of negative mean margins (positive scores); "
+            "both candidates are shown.",
+            "",
+            header,
+            rule,
+            f"| estimate_noise_rate | {cells(lambda r: r['rate_estimate'])} |",
+            f"| mixture weight | {cells(lambda r: r['mixture_weight'])} |",
+            f"| share of negative margins | {cells(lambda r: r['negative_margin_share'])} |",
+            f"| realised rate | {cells(lambda r: r['realised_rate'])} |",
+            f"| estimate minus realised (points) | "
+            f"{cells(lambda r: r['rate_estimate'] - r['realised_rate'])} |",
+            f"| worst seed, estimate (points off) | {worst('rate_estimate')} |",
+            f"| worst seed, mixture weight | {worst('mixture_weight')} |",
+            f"| worst seed, negative margins | {worst('negative_margin_share')} |",
+            f"| fits with two modes (mixture used) | {used} |",
+            "",
+        ]
+    )
+
+
+def plot_warmup(path: Path, scores: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> bool:
+    """warmup.png: per setting, the warm-up scores of clean and flipped examples, seeds
+    pooled, with 0 (the negative-margin share's boundary) marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.3 * len(scores), 3.2), squeeze=False)
+    for ax, (name, parts) in zip(axes[0], scores.items(), strict=True):
+        score = np.concatenate([p[0] for p in parts])
+        flipped = np.concatenate([p[1] for p in parts])
+        bins = np.linspace(np.nanmin(score), np.nanmax(score), 40)
+        ax.hist(score[~flipped], bins=bins, alpha=0.6, label="clean", color="C0")
+        ax.hist(score[flipped], bins=bins, alpha=0.6, label="flipped", color="C3")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set_title(f"{name} ({len(parts)} seeds)", fontsize=9)
+        ax.set_xlabel("scores() after the warm-up")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("examples")
+    fig.suptitle("digits, CCE warm-up: minus the mean margin of clean and flipped examples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def run_warmup(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """--warmup-only: the CCE warm-ups alone (the noise-rate estimate's input), stacked."""
+    from tqdm.auto import tqdm
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    words = ["python", "-m", "reference_training.label_issues"]
+    command = shlex.join(words + list(argv if argv is not None else sys.argv[1:]))
+    settings = Settings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup_epochs=args.warmup_epochs,
+        folds=args.folds,
+    )
+    start = time.perf_counter()
+    data = subset(digits.load_digits(), args.train_size)
+    clean = data.y_train.numpy()
+    everything = np.arange(clean.size)
+    jobs, meta = [], []
+    for noise in args.noise:
+        for seed in args.seeds:
+            noisy = noise.corrupt(clean, seed)
+            jobs.append(Job(seed, CCE, noisy.labels, everything, track=True))
+            meta.append((noise, seed, noisy))
+    print(
+        f"digits: {len(clean)} train; CCE warm-ups of {args.warmup_epochs} epochs (schedule of "
+        f"{args.epochs}): {len(args.noise)} noise settings x {len(args.seeds)} seeds -> {out}",
+        flush=True,
+    )
+    bar = tqdm(
+        total=args.warmup_epochs,
+        unit="epoch",
+        disable=args.no_progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+    train_jobs(jobs, data, settings, bar, f"{len(jobs)} warm-ups", last_epoch=args.warmup_epochs)
+    bar.close()
+    rows = []
+    scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for job, (noise, seed, noisy) in zip(jobs, meta, strict=True):
+        flipped = np.asarray(noisy.flipped, dtype=bool)
+        assert job.dynamics is not None
+        rows.append(warmup_rows(noise.name, seed, job.dynamics, flipped))
+        scores.setdefault(noise.name, []).append((job.dynamics.scores(), flipped))
+        arrays = {"clean": clean, "noisy": noisy.labels, "flipped": flipped}
+        for field, array in zip(
+            emphasis_dynamics.Totals._fields, job.dynamics.totals(), strict=True
+        ):
+            arrays[f"cce_warmup.{field}"] = array
+        save_artefacts(artefact_path(out, noise.name, seed), arrays)
+    wall_s = time.perf_counter() - start
+    with (out / "warmup.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(WARMUP_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    text = warmup_markdown(rows, command, wall_s)
+    (out / "warmup.md").write_text(text + "\n", encoding="utf-8")
+    plotted = plot_warmup(out / "warmup.png", scores)
+    print(text)
+    print(
+        f"wrote {out / 'warmup.csv'}, {out / 'warmup.md'}"
+        f"{', warmup.png' if plotted else ''} and artefacts/ ({wall_s:.0f} s)"
+    )
+    return 0
+
+
+def run_record(
+    args: argparse.Namespace, command: str, wall_s: float, n_train: int, n_test: int
+) -> dict[str, Any]:
+    """One line of ``runs.json``: a training run's command, time, machine and settings."""
+    return {
+        "command": command,
+        "wall_s": wall_s,
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "torch": digits._torch_version(),
+        "cleanlab": _cleanlab_version(),
+        "noise": [n.name for n in args.noise],
+        "seeds": list(args.seeds),
+        "n_train": n_train,
+        "n_test": n_test,
+        "settings": {name: getattr(args, name) for name in SETTING_NAMES},
+    }
+
+
+#: The options whose values must agree between runs merged into one report.
+SETTING_NAMES = ("epochs", "warmup_epochs", "batch_size", "folds", "train_size")
+
+
+def write_runs(out: Path, runs: Sequence[dict[str, Any]]) -> None:
+    (out / "runs.json").write_text(json.dumps(list(runs), indent=1) + "\n", encoding="utf-8")
+
+
+def write_reports(
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    noises: Sequence[Noise],
+    seeds: Sequence[int],
+    settings: Settings,
+    runs: Sequence[dict[str, Any]],
+    n_train: int,
+    n_test: int,
+    saved: dict[str, dict[int, dict[str, Any]]],
+) -> tuple[str, bool]:
+    """results.csv, summary.md and scores.png (the symmetric 40% setting when there is one, else
+    the first; the seeds with saved artefacts pooled); (the summary, whether it plotted)."""
+    write_rows(out / "results.csv", rows)
+    summary_text = summary_markdown(rows, noises, seeds, settings, runs, n_train, n_test)
+    if any(saved.values()):
+        again = reestimate(saved)
+        write_reestimated(out / "reestimated.csv", again)
+        summary_text += "\n" + reestimate_markdown(again, noises, settings)
+    (out / "summary.md").write_text(summary_text + "\n", encoding="utf-8")
+    names = [n.name for n in noises if saved.get(n.name)]
+    if not names:
+        return summary_text, False
+    chosen = Noise("symmetric", 0.4).name if Noise("symmetric", 0.4).name in names else names[0]
+    plotted = plot_scores(out / "scores.png", plot_data(chosen, saved[chosen]))
+    return summary_text, plotted
+
+
+# ---------------------------------------------------------------------------
+# the cheap re-estimation: the noise rate and the flagged set from the saved dynamics
+# ---------------------------------------------------------------------------
+
+#: The saved dynamics re-estimated, and their labels in the report.
+REESTIMATED = {
+    "cce_warmup": "CCE warm-up (chooses GR, suggest(estimated r))",
+    "gr_warmup": "GR, suggest(true r), after the warm-up epochs",
+    "gr": METHODS["gr"],
+    "gr-est": METHODS["gr-est"],
+    "cce": METHODS["cce"],
+}
+REESTIMATED_COLUMNS = (
+    "noise", "seed", "dynamics", "realised_rate", "rate_estimate", "method", "separation",
+    "flagged", "precision", "recall", "roc_auc",
+)  # fmt: skip
+
+
+def reestimate(saved: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of ``estimate_noise_rate`` (as the library has it now) and ``find_label_issues`` on
+    each saved dynamics: no training, seconds."""
+    rows = []
+    for noise_name, per_seed in saved.items():
+        for seed in sorted(per_seed):
+            arrays = per_seed[seed]
+            flipped = arrays["flipped"]
+            for name in REESTIMATED:
+                dynamics = arrays["dynamics"].get(name)
+                if dynamics is None:
+                    continue
+                estimate = emphasis.estimate_noise_rate(dynamics)
+                flagged = emphasis.find_label_issues(dynamics, rate=estimate.rate)
+                found = Detection(dynamics.scores(), flagged, estimate.rate, "", flagged, 0.0)
+                metrics = detection_metrics(flipped, found)
+                rows.append(
+                    {
+                        "noise": noise_name,
+                        "seed": seed,
+                        "dynamics": name,
+                        "realised_rate": float(flipped.mean()),
+                        "rate_estimate": estimate.rate,
+                        "method": estimate.method,
+                        "separation": estimate.separation,
+                        **{k: metrics[k] for k in ("flagged", "precision", "recall", "roc_auc")},
+                    }
+                )
+    return rows
+
+
+def write_reestimated(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(REESTIMATED_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def reestimate_markdown(
+    rows: Sequence[dict[str, Any]], noises: Sequence[Noise], settings: Settings
+) -> str:
+    """The re-estimation's section of summary.md."""
+    names = [n.name for n in noises if any(r["noise"] == n.name for r in rows)]
+    seeds = sorted({r["seed"] for r in rows})
+    header = "| dynamics | " + " | ".join(names) + " |"
+    rule = "|---|" + "---:|" * len(names)
+
+    def cells(dynamics: str, column: str) -> str:
+        out = []
+        for name in names:
+            values = [r[column] for r in rows if r["dynamics"] == dynamics and r["noise"] == name]
+            out.append(_mean_std(values) if values else "")
+        return " | ".join(out)
+
+    def methods(dynamics: str) -> str:
+        out = []
+        for name in names:
+            used = [r["method"] for r in rows if r["dynamics"] == dynamics and r["noise"] == name]
+            mixture = sum(m == "mixture" for m in used)
+            out.append(f"{mixture}/{len(used)}" if used else "")
+        return " | ".join(out)
+
+    lines = [
+        "## Noise rate re-estimated from the saved dynamics (no training)",
+        "",
+        f"`emphasis.estimate_noise_rate` and `find_label_issues` as the library has them now, "
+        f"on the dynamics each run saved (`artefacts/`; seeds {', '.join(map(str, seeds))}). "
+        "The trainings above (the (β, λ) of GR, suggest(estimated r), the flagged sets and "
+        "the retrainings) used the estimate of the commit they ran at. The warm-up is the "
+        f"first {settings.warmup_epochs} epochs.",
+        "",
+        "Estimate (%):",
+        "",
+        header,
+        rule,
+        *(f"| {label} | {cells(d, 'rate_estimate')} |" for d, label in REESTIMATED.items()),
+        "| realised rate | " + cells("cce_warmup", "realised_rate") + " |",
+        "",
+        "Estimate minus the realised rate (points, paired by seed):",
+        "",
+        header,
+        rule,
+    ]
+    for dynamics, label in REESTIMATED.items():
+        out = []
+        for name in names:
+            diffs = [
+                r["rate_estimate"] - r["realised_rate"]
+                for r in rows
+                if r["dynamics"] == dynamics and r["noise"] == name
+            ]
+            out.append(_mean_std(diffs) if diffs else "")
+        lines.append(f"| {label} | {' | '.join(out)} |")
+    goal = []
+    for name in names:
+        mine = [r for r in rows if r["dynamics"] == "cce_warmup" and r["noise"] == name]
+        near = sum(abs(r["rate_estimate"] - r["realised_rate"]) <= 0.03 for r in mine)
+        worst = max(abs(r["rate_estimate"] - r["realised_rate"]) for r in mine)
+        goal.append(f"{near}/{len(mine)} (worst {100 * worst:.1f})")
+    lines += [
+        "",
+        "The goal, within 3 points: the seeds whose CCE warm-up estimate is within 3 points of the "
+        "realised rate (worst seed, points off): "
+        + "; ".join(f"{n} {g}" for n, g in zip(names, goal, strict=True))
+        + ". Why pair noise is harder, and the estimate's two cases: the docstring of "
+        "`emphasis.estimate_noise_rate`; all seeds' warm-ups: `--warmup-only` "
+        "(`warmup/warmup.md` beside this file).",
+        "",
+        "Fits whose density has two modes (the mixture's weight is the estimate; otherwise the "
+        "share of negative mean margins):",
+        "",
+        header,
+        rule,
+        *(f"| {label} | {methods(d)} |" for d, label in REESTIMATED.items()),
+        "",
+        "Flagged set at that estimate, precision / recall (%):",
+        "",
+        header,
+        rule,
+    ]
+    for dynamics, label in REESTIMATED.items():
+        out = []
+        for name in names:
+            mine = [r for r in rows if r["dynamics"] == dynamics and r["noise"] == name]
+            out.append(
+                f"{_mean_std([r['precision'] for r in mine])} / "
+                f"{_mean_std([r['recall'] for r in mine])}"
+                if mine
+                else ""
+            )
+        lines.append(f"| {label} | {' | '.join(out)} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# merging runs (no training)
+# ---------------------------------------------------------------------------
+
+#: CSV columns that stay text; "beta" and "lam" are numbers or empty (CCE, cleanlab).
+TEXT_COLUMNS = ("noise", "kind", "method", "rate_source", "diverged")
+INT_COLUMNS = ("seed", "flagged", "relabelled")
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """results.csv: the COLUMNS of each row, "\\n" line ends."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A results.csv back as rows with numbers (as :func:`run_noise` returns them)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or set(reader.fieldnames) != set(COLUMNS):
+            raise ValueError(
+                f"{path}: expected the columns {', '.join(COLUMNS)}, got {reader.fieldnames}"
+            )
+        rows = []
+        for line in reader:
+            row: dict[str, Any] = {}
+            for column in COLUMNS:
+                value = line[column]
+                if column in TEXT_COLUMNS or (column in ("beta", "lam") and value == ""):
+                    row[column] = value
+                elif column in INT_COLUMNS:
+                    row[column] = int(value)
+                else:
+                    row[column] = float(value) if value != "" else math.nan
+            rows.append(row)
+    return rows
+
+
+def merge(sources: Sequence[Path], out: Path) -> int:
+    """Merge the results of finished runs (each a ``--out`` directory with results.csv and
+    runs.json; artefacts/ where the run saved them) into ``out``: results.csv, summary.md and
+    scores.png rebuilt from all their rows. A (setting, seed) in two sources is refused."""
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    owner: dict[tuple[str, int], Path] = {}
+    saved: dict[str, dict[int, dict[str, Any]]] = {}
+    for source in sources:
+        for name in ("results.csv", "runs.json"):
+            if not (source / name).is_file():
+                raise FileNotFoundError(
+                    f"--merge-from: expected {source / name} (the --out of a finished run)"
+                )
+        source_rows = read_rows(source / "results.csv")
+        for key in dict.fromkeys((r["noise"], r["seed"]) for r in source_rows):
+            if key in owner:
+                raise ValueError(
+                    f"--merge-from: {key[0]} seed {key[1]} is in both {owner[key]} and {source}"
+                )
+            owner[key] = source
+            path = artefact_path(source, *key)
+            if path.is_file():
+                saved.setdefault(key[0], {})[key[1]] = load_artefacts(path)
+        rows += source_rows
+        runs += json.loads((source / "runs.json").read_text(encoding="utf-8"))
+    first = runs[0]
+    for run_ in runs[1:]:
+        for field in ("settings", "n_train", "n_test"):
+            if run_[field] != first[field]:
+                raise ValueError(
+                    f"--merge-from: the runs differ in {field}: {first[field]} "
+                    f"({first['command']}) against {run_[field]} ({run_['command']})"
+                )
+    noises = [parse_noise(_noise_arg(name)) for name in dict.fromkeys(r["noise"] for r in rows)]
+    order = {
+        n.name: i
+        for i, n in enumerate(sorted(noises, key=lambda n: (n.kind != "symmetric", n.kind, n.rate)))
+    }
+    noises.sort(key=lambda n: order[n.name])
+    methods = list(METHODS)
+    rows.sort(key=lambda r: (order[r["noise"]], r["seed"], methods.index(r["method"])))
+    seeds = sorted({r["seed"] for r in rows})
+    options = first["settings"]
+    settings = Settings(
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        warmup_epochs=options["warmup_epochs"],
+        folds=options["folds"],
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for name, per_seed in saved.items():
+        for seed, arrays in per_seed.items():
+            target = artefact_path(out, name, seed)
+            if not target.is_file():
+                save_artefacts(target, {k: v for k, v in arrays.items() if k != "dynamics"})
+    write_runs(out, runs)
+    summary_text, plotted = write_reports(
+        out, rows, noises, seeds, settings, runs, first["n_train"], first["n_test"], saved
+    )
+    print(summary_text)
+    written = ["results.csv", "runs.json", "summary.md"]
+    written += (["reestimated.csv"] if saved else []) + (["scores.png"] if plotted else [])
+    print(
+        f"merged {len(sources)} directories, {len(runs)} runs ({len(rows)} rows); wrote {', '.join(str(out / n) for n in written)}"
+    )
+    return 0
+
+
+def _noise_arg(name: str) -> str:
+    """ "symmetric 40%" -> "symmetric:0.4" (the inverse of Noise.name)."""
+    kind, _, percent = name.partition(" ")
+    return f"{kind}:{float(percent.rstrip('%')) / 100:g}"
 
 
 if __name__ == "__main__":

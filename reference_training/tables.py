@@ -15,7 +15,11 @@ by (schedule, dataset, depth, noise rate, loss settings), and prints, for each s
   either or both of L2 weight decay 1e-4 and dropout 0.2;
 * Table 4 (CIFAR-10, MentorNet's network, r = 0/20/40/80%): CCE, GCE (q=0.7) and
   GR (β=8, λ=0.5) as fractions, beside the paper's numbers of all nine methods;
-* every group of runs, whether or not the paper has a number for it.
+* Table 9 (supplementary C, label correction; CIFAR-10, ResNet-56, r = 20/40%): Table 3's
+  four metrics, the fitting degrees of the clean and noisy training subsets, and the final test
+  accuracy (and gain) of a run retrained from scratch on the labels the first run's model
+  corrected (``train_cifar --relabel-from``), for CCE and the paper's GR settings;
+* every group of runs, whether or not the paper has a number for it (relabelled runs marked).
 
 A paper table is shown for a schedule when at least one run fills one of its cells. Tables 2, 3
 and 5 take only ResNet runs with the schedule's weight decay and momentum and no dropout; Table 8
@@ -34,6 +38,7 @@ Usage::
         --repeats 5 -- --amp bf16        # prints the commands that fill Table 5
     python -m reference_training.tables --plan 8 --data-dir ~/data   # Table 8 (schedule paper)
     python -m reference_training.tables --plan 4 --data-dir ~/data   # Table 4 (mentornet)
+    python -m reference_training.tables --plan 9 --data-dir ~/data   # Table 9: runs, relabelled
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ def GR(beta: float, lam: float | None) -> LossSpec:
 
 
 # ---------------------------------------------------------------------------
-# the paper's numbers (Wang et al., Tables 2, 3 and 5)
+# the paper's numbers (Wang et al., Tables 2, 3, 5 and 9)
 # ---------------------------------------------------------------------------
 
 #: Table 2: final test accuracy (%) with clean labels. Rows (dataset, depth); columns in order.
@@ -151,6 +156,30 @@ TABLE3: dict[float, list[tuple[str, LossSpec, str, tuple[float, ...]]]] = {
         ("GR (λ=2, β=12)", GR(12.0, 2.0), "0.5~1", (33.0, 32.8, 14.2, 32.6)),
     ],
 }
+
+#: Table 9 (supplementary C, "The effectiveness of label correction"), caption: "How much
+#: fitting of the clean training subset and how much fitting of the noisy training subset? Is it
+#: plausible to correct the labels of training data?"; text: "When retraining from scratch on the
+#: relabelled training data, we do not adjust the hyper-parameters β and λ." Its rows are Table
+#: 3's (CIFAR-10, ResNet-56: the same Best/Final/Noisy/Intact numbers). Per noise rate, rows
+#: (label, setting, emphasis focus, (Best, Final test accuracy, accuracy on the noisy and on the
+#: intact training labels, fitting degree of the clean and of the noisy subset), "Retrain after
+#: label correction" as printed).
+TABLE9_METRICS = ("test_acc_best", "test_acc_final", "train_acc_noisy", "train_acc_intact",
+                  "fit_clean", "fit_noisy")  # fmt: skip
+TABLE9_METRIC_NAMES = ("Best", "Final", "Noisy", "Intact", "Fit clean", "Fit noisy")
+TABLE9: dict[float, list[tuple[str, LossSpec, str, tuple[float, ...], str]]] = {
+    0.2: [
+        ("CCE", CCE, "0", (86.5, 76.8, 95.7, 80.6, 99.0, 85.9), "—"),
+        ("GR (λ=0.5, β=12)", GR(12.0, 0.5), "0~0.5", (89.4, 87.8, 81.5, 95.0, 98.8, 11.7),
+         "89.3 (+1.5)"),
+    ],
+    0.4: [
+        ("CCE", CCE, "0", (82.8, 60.9, 83.0, 64.4, 97.0, 81.1), "—"),
+        ("GR (λ=1, β=16)", GR(16.0, 1.0), "0.5", (84.7, 83.3, 60.3, 88.9, 94.8, 7.5),
+         "85.3 (+2)"),
+    ],
+}  # fmt: skip
 
 #: Table 5: CIFAR-100, ResNet-44, final test accuracy (%), mean ± std of 5 runs. The paper does
 #: not give GCE's q; q = 0.7 is GCE's own setting for CIFAR (Zhang & Sabuncu 2018).
@@ -328,12 +357,16 @@ def loss_label(config: dict[str, Any]) -> str:
 
 def _key(config: dict[str, Any]) -> tuple[Any, ...]:
     arch, decay, dropout, momentum = regularisation(config)
+    label = loss_label(config)
+    if is_relabelled(config):
+        rate = config.get("relabel_rate")
+        label += ", relabelled" + ("" if rate is None else f" (rate {rate:g})")
     return (
         config["schedule"],
         config["dataset"],
         int(config["depth"]) if config.get("depth") is not None else 0,
         round(float(config["noise_rate"]), 6),
-        loss_label(config),
+        label,
         arch,
         -1.0 if decay is None else float(decay),
         float(dropout),
@@ -366,6 +399,22 @@ class Summary:
 
 def summarise(runs: Iterable[Run], metric: str) -> Summary:
     return Summary(tuple(float(r.result[metric]) for r in runs))
+
+
+def summarise_available(runs: Iterable[Run], metric: str, key: str | None = None) -> Summary:
+    """Like :func:`summarise` over the runs that have ``metric`` (in ``result[key]`` when
+    given): runs written before a metric existed, or where it is undefined, are left out."""
+    values = []
+    for r in runs:
+        source = r.result if key is None else r.result.get(key) or {}
+        if source.get(metric) is not None:
+            values.append(float(source[metric]))
+    return Summary(tuple(values))
+
+
+def is_relabelled(config: dict[str, Any]) -> bool:
+    """A run trained on labels corrected by another run (``train_cifar --relabel-from``)."""
+    return config.get("relabel_source") is not None
 
 
 class RunIndex:
@@ -446,6 +495,53 @@ def render_table3(index: RunIndex, schedule: str) -> str | None:
         "Best = best test accuracy at the evaluation points; Final = at the end; "
         "Corrupted/Fitting and Intact/Validation = the final model on the noisy and on the "
         "intact training labels.\n\n" + _table(header, rows)
+    )
+
+
+def render_table9(index: RunIndex, relabelled: Sequence[Run], schedule: str) -> str | None:
+    """Table 9 from the first runs (``index``) and the runs relabelled from them with the
+    estimated rate (``relabelled``: standard runs with ``relabel_source`` and no
+    ``relabel_rate``); the gain is each relabelled run's over the run it started from."""
+    header = ["Noise r", "Focus", "Model"]
+    for name in TABLE9_METRIC_NAMES:
+        header += [f"{name} ours", "paper"]
+    header += ["Retrain ours", "gain ours", "paper", "relabelled ours", "of them right ours"]
+    relabel_index = RunIndex([r for r in relabelled if r.config.get("relabel_rate") is None])
+    rows, found = [], 0
+    for rate, entries in TABLE9.items():
+        for label, spec, focus, paper, retrain in entries:
+            runs = index.select(schedule, "cifar10", 56, rate, spec)
+            again = relabel_index.select(schedule, "cifar10", 56, rate, spec)
+            found += len(runs) + len(again)
+            row = [_pct(rate), focus, label]
+            for metric, number in zip(TABLE9_METRICS, paper, strict=True):
+                row += [str(summarise_available(runs, metric)), f"{number:.1f}"]
+            share = Summary(tuple(
+                100.0 * r.result["relabel"]["relabelled"] / r.config["train_size"]
+                for r in again if r.config.get("train_size")
+            ))  # fmt: skip
+            row += [
+                str(summarise(again, "test_acc_final")),
+                str(summarise_available(again, "gain", "relabel")),
+                retrain,
+                str(share),
+                str(summarise_available(again, "relabelled_acc", "relabel")),
+            ]
+            rows.append(row)
+    if not found:
+        return None
+    return (
+        f"### Table 9: label correction, CIFAR-10, ResNet-56 (%) — schedule `{schedule}`\n\n"
+        "The paper's supplementary Table 9: \"How much fitting of the clean training subset and "
+        "how much fitting of the noisy training subset? Is it plausible to correct the labels of "
+        'training data?" (retrained "from scratch on the relabelled training data" without '
+        "adjusting β and λ). Best, Final, Noisy and Intact as in Table 3; Fit clean = the final "
+        "model's accuracy on the training examples whose label is intact, Fit noisy = on the "
+        "flipped ones against their noisy label; Retrain = final test accuracy of the run "
+        "retrained on the labels this run's final model corrected (`train_cifar "
+        "--relabel-from`, rate from `emphasis.estimate_noise_rate`), gain = over the run it "
+        "started from; relabelled = share of the training set relabelled, of them right = the "
+        "share of those now equal to the intact label.\n\n" + _table(header, rows)
     )
 
 
@@ -555,10 +651,12 @@ def render(runs: Sequence[Run], unfinished: Sequence[Path] = ()) -> str:
     """The markdown report of ``runs``."""
     real = [r for r in runs if r.config.get("experiment") in REAL_EXPERIMENTS]  # Tables 6, 7
     runs = [r for r in runs if r.config.get("experiment") not in REAL_EXPERIMENTS]
-    index = RunIndex([r for r in runs if is_standard(r.config)])  # Tables 2, 3 and 5
+    first = [r for r in runs if not is_relabelled(r.config)]  # relabelled runs: Table 9 only
+    relabelled = [r for r in runs if is_relabelled(r.config) and is_standard(r.config)]
+    index = RunIndex([r for r in first if is_standard(r.config)])  # Tables 2, 3, 5 and 9
     parts = [
         "## CIFAR results\n\nOurs: mean ± sample std (number of runs) over seeds; — where no run "
-        "has finished. Paper: Wang et al., Tables 2, 3, 4, 5 and 8."
+        "has finished. Paper: Wang et al., Tables 2, 3, 4, 5, 8 and 9."
     ]
     for schedule in RunIndex(runs).schedules():
         for render_table in (render_table2, render_table3, render_table5):
@@ -566,9 +664,12 @@ def render(runs: Sequence[Run], unfinished: Sequence[Path] = ()) -> str:
             if table is not None:
                 parts.append(table)
         for render_regularised in (render_table8, render_table4):
-            table = render_regularised(runs, schedule)
+            table = render_regularised(first, schedule)
             if table is not None:
                 parts.append(table)
+        table = render_table9(index, relabelled, schedule)
+        if table is not None:
+            parts.append(table)
     parts.append(render_all_groups(runs) if runs else "No finished runs.")
     if unfinished:
         parts.append(
@@ -641,6 +742,38 @@ def plan_regularised_commands(
     return commands
 
 
+def table9_run_name(schedule: str, rate: float, spec: LossSpec, seed: int) -> str:
+    """train_cifar's run name of a Table 9 first run (CIFAR-10, ResNet-56, the schedule's
+    defaults otherwise), the directory its relabelled run starts from."""
+    tag = spec.loss if spec.loss != "gr" else f"gr_b{spec.beta:g}_l{spec.lam:g}"
+    return f"cifar10_resnet56_{schedule}_r{rate:g}_{tag}_seed{seed}"
+
+
+def plan_table9_commands(
+    data_dir: str,
+    schedule: str,
+    repeats: int,
+    seed: int,
+    out_dir: str,
+    extra: Sequence[str] = (),
+    python: str = "python",
+) -> list[str]:
+    """Table 9: per cell and seed, the first run, then its relabelled run
+    (``--relabel-from`` names one finished run, so one seed per command)."""
+    commands = []
+    for rate, entries in TABLE9.items():
+        for _, spec, _, _, _ in entries:
+            for s in range(seed, seed + repeats):
+                args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
+                        "--dataset", "cifar10", "--depth", "56", "--noise-rate", f"{rate:g}",
+                        *spec.arguments(), "--schedule", schedule, "--seed", str(s),
+                        "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+                source = str(Path(out_dir) / table9_run_name(schedule, rate, spec, s))
+                commands.append(shlex.join(args))
+                commands.append(shlex.join([*args, "--relabel-from", source]))
+    return commands
+
+
 def plan_commands(
     table: int,
     data_dir: str,
@@ -651,6 +784,8 @@ def plan_commands(
     extra: Sequence[str] = (),
     python: str = "python",
 ) -> list[str]:
+    if table == 9:
+        return plan_table9_commands(data_dir, schedule, repeats, seed, out_dir, extra, python)
     if table in (4, 8):
         return plan_regularised_commands(
             table, data_dir, schedule, repeats, seed, out_dir, extra, python
@@ -785,7 +920,7 @@ def plan_commands_real(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reference_training.tables",
-        description="Tables 2, 3, 4, 5 and 8 of the paper from CIFAR runs and Tables 6 and 7 "
+        description="Tables 2, 3, 4, 5, 8 and 9 of the paper from CIFAR runs and Tables 6 and 7 "
         "from Clothing1M and MARS runs, or the commands that fill them.",
         epilog="With --plan, arguments after -- are added to every command.",
     )
@@ -794,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--plan",
         type=int,
-        choices=(2, 3, 4, 5, 6, 7, 8),
+        choices=(2, 3, 4, 5, 6, 7, 8, 9),
         help="print the training commands for this table instead",
     )
     parser.add_argument("--data-dir", default="DATA_DIR", help="--plan: CIFAR directory")

@@ -38,6 +38,24 @@ even mid-epoch, and on CPU ends with the same weights, bit for bit, as an uninte
 A kill loses at most --checkpoint-every iterations. Log records written after the checkpoint
 that is resumed are dropped and rewritten.
 
+Label correction (the paper's supplementary Table 9): ``--relabel-from RUN_DIR`` with the
+settings of a finished run RUN_DIR trains a new run (``<run name>_relabel``) from scratch on
+corrected labels. The finished run's final model (its checkpoint) predicts the un-augmented
+training images once; its logits feed an :class:`emphasis.TrainingDynamics` (one update), whose
+scores (minus the margin ``z_y - max_{j != y} z_j`` of the noisy label) rank the examples;
+:func:`emphasis.find_label_issues` flags the top ``rate`` of them, ``rate`` from
+:func:`emphasis.estimate_noise_rate` on those scores unless ``--relabel-rate`` is given; the
+flagged labels become the model's prediction (``suggested_labels()``). Why the final model's
+predictions and not dynamics averaged over training: a finished run keeps only its final model,
+and the paper relabels with the GR-trained model. A model that memorised the noisy labels (CCE
+trained long) gives few negative margins and so flags few examples. The run then trains with
+the same loss and (beta, lam) and records in ``final.json`` (``"relabel"``) the number
+relabelled, the share of them now equal to the intact label, the accuracy of the whole
+corrected training set, and the gain in final test accuracy over RUN_DIR. It refuses, naming
+the path, a RUN_DIR that is unfinished (no final.json or a checkpoint short of its iterations),
+has other result settings or other data (sizes, and the fingerprint of the data where saved),
+or is itself a relabelled run.
+
 Several GPUs: ``torchrun --nproc_per_node=G -m reference_training.train_cifar ...`` uses
 DistributedDataParallel; the global batch (--batch-size) is split over the ranks, GR normalises
 its weights over the global batch, rank 0 logs and writes checkpoints. Mixed precision: --amp
@@ -55,7 +73,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
+import hashlib
 import json
 import math
 import os
@@ -229,6 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="run seeds seed, seed+1, ..., seed+repeats-1 one after the other",
     )
 
+    fix = p.add_argument_group("label correction (the paper's supplementary Table 9)")
+    fix.add_argument(
+        "--relabel-from",
+        default=None,
+        metavar="RUN_DIR",
+        help="a finished run with these settings: relabel the training examples its final "
+        "model flags (emphasis.find_label_issues on its margins) with its prediction and train "
+        "from scratch on the corrected labels",
+    )
+    fix.add_argument(
+        "--relabel-rate",
+        type=float,
+        default=None,
+        help="with --relabel-from: the fraction of examples to relabel (default: "
+        "emphasis.estimate_noise_rate on the final model's scores)",
+    )
+
     run = p.add_argument_group("running")
     run.add_argument("--out-dir", default="runs", help="parent directory of the run directories")
     run.add_argument("--run-name", default=None, help="default: derived from the settings")
@@ -274,10 +311,13 @@ RESULT_SETTINGS = (
     "dataset", "noise_rate", "noise_seed", "depth", "loss", "beta", "lam", "q", "eps",
     "transform", "normalize", "schedule", "iterations", "milestones", "lr", "momentum",
     "weight_decay", "batch_size", "seed", "amp", "log_every", "eval_every",
-    "arch", "dropout", "pad", "standardize",
+    "arch", "dropout", "pad", "standardize", "relabel_source", "relabel_rate",
 )  # fmt: skip
 #: The values of settings added later, for checkpoints written before them.
-LEGACY_SETTINGS = {"arch": "resnet", "dropout": 0.0, "pad": PAD, "standardize": "channel"}
+LEGACY_SETTINGS = {"arch": "resnet", "dropout": 0.0, "pad": PAD, "standardize": "channel",
+                   "relabel_source": None, "relabel_rate": None}  # fmt: skip
+#: The settings that label correction adds; the rest must match the finished run's.
+RELABEL_SETTINGS = ("relabel_source", "relabel_rate")
 
 
 def resolve_config(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -326,6 +366,17 @@ def resolve_config(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {config[key]}")
     if not 0.0 <= config["noise_rate"] <= 1.0:
         raise ValueError(f"--noise-rate must be in [0, 1], got {config['noise_rate']}")
+    rate = config["relabel_rate"]
+    if config["relabel_from"] is None:
+        if rate is not None:
+            raise ValueError("--relabel-rate needs --relabel-from RUN_DIR")
+        config["relabel_source"] = None
+    else:
+        if rate is not None and not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+            raise ValueError(f"--relabel-rate must be in [0, 1], got {rate}")
+        # The finished run's directory name: what the corrected labels depend on (with the
+        # settings, which must equal its own).
+        config["relabel_source"] = Path(config["relabel_from"]).resolve().name
     if config["run_name"] is None:
         config["run_name"] = run_name(config)
     return config
@@ -365,10 +416,14 @@ def regularisation_tag(config: dict[str, Any]) -> str:
 
 def run_name(config: dict[str, Any]) -> str:
     net = f"resnet{config['depth']}" if config["arch"] == "resnet" else config["arch"]
+    relabel = ""
+    if config.get("relabel_source") is not None:
+        rate = config.get("relabel_rate")
+        relabel = "_relabel" + ("" if rate is None else f"{rate:g}")
     return (
         f"{config['dataset']}_{net}_{config['schedule']}"
         f"_r{config['noise_rate']:g}_{loss_tag(config)}{regularisation_tag(config)}"
-        f"_seed{config['seed']}"
+        f"_seed{config['seed']}{relabel}"
     )
 
 
@@ -693,7 +748,10 @@ class Trainer:
         train: CifarSplit,
         test: CifarSplit,
         progress: bool = True,
+        train_labels: np.ndarray | None = None,
     ) -> None:
+        """``train_labels``: the labels to train on instead of the noisy ones (label
+        correction); the noisy ones are still drawn, to measure against."""
         self.config = config
         self.ctx = ctx
         self.progress = progress and ctx.is_main
@@ -722,7 +780,15 @@ class Trainer:
         )
         self.realised_noise_rate = noisy.realised_rate
         self.train_images = torch.from_numpy(train.images).to(self.device)
-        self.noisy_labels = torch.from_numpy(noisy.labels).to(self.device)
+        self.noise_labels = torch.from_numpy(noisy.labels).to(self.device)  # as drawn
+        if train_labels is not None:
+            if train_labels.shape != noisy.labels.shape:
+                raise ValueError(
+                    f"train_labels must have shape {noisy.labels.shape}, got {train_labels.shape}"
+                )
+            self.noisy_labels = torch.from_numpy(train_labels.astype(np.int64)).to(self.device)
+        else:
+            self.noisy_labels = self.noise_labels  # the labels trained on
         self.intact_labels = torch.from_numpy(train.labels).to(self.device)
         self.test_images = torch.from_numpy(test.images).to(self.device)
         self.test_labels = torch.from_numpy(test.labels).to(self.device)
@@ -770,6 +836,7 @@ class Trainer:
         self.best_test_acc = -1.0
         self.best_iteration = 0
         self.started = time.time()
+        self.relabel: dict[str, Any] | None = None  # label correction's record (final.json)
 
     # -- state --------------------------------------------------------------
 
@@ -982,9 +1049,20 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         test_acc = self.evaluate_test()
-        noisy_acc, intact_acc = self.evaluate(
-            self.train_images, self.noisy_labels, self.intact_labels
+        # Fitting degrees (Table 9): accuracy on the examples whose drawn label is intact, and
+        # on the flipped ones against their noisy label (-1: left out of a subset).
+        flipped = self.noise_labels != self.intact_labels
+        none = torch.full_like(self.intact_labels, -1)
+        noisy_acc, intact_acc, clean_part, noisy_part = self.evaluate(
+            self.train_images,
+            self.noisy_labels,
+            self.intact_labels,
+            torch.where(flipped, none, self.intact_labels),
+            torch.where(flipped, self.noise_labels, none),
         )
+        n, n_flipped = len(self.intact_labels), int(flipped.sum())
+        fit_clean = clean_part * n / (n - n_flipped) if n_flipped < n else None
+        fit_noisy = noisy_part * n / n_flipped if n_flipped else None
         result = {
             "run_name": self.config["run_name"],
             "iterations": self.iteration,
@@ -994,7 +1072,14 @@ class Trainer:
             "train_acc_noisy": noisy_acc,
             "train_acc_intact": intact_acc,
             "realised_noise_rate": self.realised_noise_rate,
+            "fit_clean": fit_clean,
+            "fit_noisy": fit_noisy,
         }
+        if self.relabel is not None:
+            result["relabel"] = {
+                **self.relabel,
+                "gain": test_acc - self.relabel["source_test_acc_final"],
+            }
         self.log({"event": "final", **result})
         if self.ctx.is_main:
             save_json(self.run_dir / "final.json", result)
@@ -1038,7 +1123,7 @@ def prepare_run_dir(
         return None
     if ctx.is_main:
         if exists and config["overwrite"]:
-            for name in ("config.json", "log.jsonl", "checkpoint.pt", "final.json"):
+            for name in ("config.json", "log.jsonl", "checkpoint.pt", "final.json", RELABEL_FILE):
                 (run_dir / name).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
@@ -1052,13 +1137,28 @@ def train_one(
     halt_after: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip) one run; returns its final results."""
+    fingerprint = data_fingerprint(*data)
+    source = None
+    if config["relabel_from"] is not None:  # refused before anything is written
+        source = check_relabel_source(Path(config["relabel_from"]), config, data, fingerprint)
     run_dir = prepare_run_dir(config, ctx)
     if run_dir is None:
         path = Path(config["out_dir"]) / config["run_name"] / "final.json"
         if ctx.is_main:
             print(f"{path.parent} is finished; skipped", file=sys.stderr)
         return json.loads(path.read_text())
-    trainer = Trainer(config, ctx, *data, progress=config["progress"])
+    relabel = None
+    if source is not None:
+        relabel = relabelled_labels(config, ctx, data, *source, run_dir)
+    trainer = Trainer(
+        config,
+        ctx,
+        *data,
+        progress=config["progress"],
+        train_labels=None if relabel is None else relabel[0],
+    )
+    if relabel is not None:
+        trainer.relabel = relabel[1]
     if ctx.is_main:
         meta = {
             **config,
@@ -1066,12 +1166,158 @@ def train_one(
             "realised_noise_rate": trainer.realised_noise_rate,
             "train_size": len(data[0]),
             "test_size": len(data[1]),
+            "data_sha256": fingerprint,
             "loss_module": repr(trainer.loss_fn),
             "torch_version": torch.__version__,
             "emphasis_version": emphasis.__version__,
         }
         save_json(run_dir / "config.json", meta)
     return trainer.run(resume=config["resume"], halt_after=halt_after)
+
+
+# ---------------------------------------------------------------------------
+# label correction (--relabel-from)
+# ---------------------------------------------------------------------------
+
+#: The corrected labels of a relabelled run, kept in its directory so that a resumed run trains
+#: on exactly the labels it started with.
+RELABEL_FILE = "relabel.npz"
+
+
+def data_fingerprint(train: CifarSplit, test: CifarSplit) -> str:
+    """SHA-256 of the images and labels of both splits (config.json's ``data_sha256``)."""
+    digest = hashlib.sha256()
+    for split in (train, test):
+        digest.update(np.ascontiguousarray(split.images).tobytes())
+        digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def check_relabel_source(
+    source: Path, config: dict[str, Any], data: tuple[CifarSplit, CifarSplit], fingerprint: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The finished run ``source``'s (checkpoint state, final.json), or a CheckpointError naming
+    the path: unfinished, other settings, other data, or itself a relabelled run."""
+    final_path, checkpoint, config_path = (
+        source / "final.json", source / "checkpoint.pt", source / "config.json"
+    )  # fmt: skip
+    if not source.is_dir():
+        raise CheckpointError(f"--relabel-from: {source} is not a directory (a finished run)")
+    for path in (final_path, checkpoint, config_path):
+        if not path.exists():
+            raise CheckpointError(
+                f"--relabel-from: {source} is not a finished run: {path.name} is missing "
+                "(finish it with --resume first)"
+            )
+    state = load_checkpoint(checkpoint, "cpu")
+    final = json.loads(final_path.read_text(encoding="utf-8"))
+    saved = state["config"]
+    if state["iteration"] != saved["iterations"] or final.get("iterations") != state["iteration"]:
+        raise CheckpointError(
+            f"--relabel-from: {checkpoint} is at iteration {state['iteration']} of "
+            f"{saved['iterations']}: the run is unfinished (finish it with --resume first)"
+        )
+    if saved.get("relabel_source") is not None:
+        raise CheckpointError(
+            f"--relabel-from: {source} is itself a relabelled run (from {saved['relabel_source']});"
+            " relabel from the run it started from"
+        )
+    compared = [k for k in RESULT_SETTINGS if k not in RELABEL_SETTINGS]
+    differ = settings_differences(saved, config, compared, LEGACY_SETTINGS)
+    if differ:
+        raise CheckpointError(
+            f"--relabel-from: {source} was trained with other settings ({', '.join(differ)}); "
+            "give the finished run's settings (the new run changes only the labels)"
+        )
+    meta = json.loads(config_path.read_text(encoding="utf-8"))
+    train, test = data
+    mismatch = [
+        f"{key}: {meta[key]!r} -> {value!r}"
+        for key, value in (
+            ("train_size", len(train)),
+            ("test_size", len(test)),
+            ("data_sha256", fingerprint),
+        )
+        if key in meta and meta[key] != value
+    ]
+    if mismatch:
+        raise CheckpointError(
+            f"--relabel-from: {source} was trained on other data ({', '.join(mismatch)}, from "
+            f"{config_path}); give the --data-dir and --dataset it was trained on"
+        )
+    return state, final
+
+
+def relabelled_labels(
+    config: dict[str, Any],
+    ctx: Context,
+    data: tuple[CifarSplit, CifarSplit],
+    state: dict[str, Any],
+    final: dict[str, Any],
+    run_dir: Path,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The corrected training labels of a --relabel-from run and its record for final.json.
+
+    A resumed run reads them back from its RELABEL_FILE; otherwise the finished run's final
+    model scores the training set (see the module docstring) and the file is written."""
+    source = Path(config["relabel_from"])
+    train = data[0]
+    saved = run_dir / RELABEL_FILE
+    if config["resume"] and saved.exists():
+        with np.load(saved) as arrays:
+            labels, record = arrays["labels"], json.loads(str(arrays["record"]))
+        return labels, record
+    # A Trainer of the finished run's settings: its noisy labels, normaliser and network.
+    scorer = Trainer(config, ctx, *data, progress=False)
+    net = copy.deepcopy(scorer.net)
+    net.load_state_dict(state["model"])
+    net.eval()
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(train), config["eval_batch_size"]):
+            x = scorer.normalize(scorer.train_images[start : start + config["eval_batch_size"]])
+            with scorer.autocast():
+                logits.append(net(x.contiguous(memory_format=scorer.memory_format)).float())
+    values = torch.cat(logits).double()
+    if ctx.distributed:  # every rank relabels as rank 0 does
+        dist.broadcast(values, src=0)
+    noisy = scorer.noise_labels.cpu().numpy()
+    intact = train.labels
+    dynamics = emphasis.TrainingDynamics(len(train), train.num_classes)
+    dynamics.update(np.arange(len(train)), values.cpu().numpy(), noisy)
+    rate = config["relabel_rate"]
+    rate_source = "--relabel-rate"
+    if rate is None:
+        rate, rate_source = emphasis.estimate_noise_rate(dynamics).rate, "estimate_noise_rate"
+    flagged = emphasis.find_label_issues(dynamics, rate=rate)
+    labels = noisy.copy()
+    labels[flagged] = dynamics.suggested_labels()[flagged]
+    flipped = noisy != intact
+    record = {
+        "from": str(source),
+        "source_run": source.resolve().name,
+        "source_test_acc_final": final["test_acc_final"],
+        "source_test_acc_best": final["test_acc_best"],
+        "scores": "minus the margin of the finished run's final model on the training images "
+        "(emphasis.TrainingDynamics, one update)",
+        "rate": float(rate),
+        "rate_source": rate_source,
+        "relabelled": int(flagged.size),
+        "changed": int((labels != noisy).sum()),
+        "relabelled_acc": 100.0 * float(np.mean(labels[flagged] == intact[flagged]))
+        if flagged.size
+        else None,
+        "flagged_precision": 100.0 * float(np.mean(flipped[flagged])) if flagged.size else None,
+        "noisy_label_acc": 100.0 * float(np.mean(noisy == intact)),
+        "corrected_label_acc": 100.0 * float(np.mean(labels == intact)),
+    }
+    del scorer, net
+    if ctx.is_main:
+        atomic_write_bytes(
+            saved,
+            lambda f: np.savez(f, labels=labels, flagged=flagged, record=json.dumps(record)),
+        )
+    return labels, record
 
 
 def configure_torch(config: dict[str, Any]) -> None:

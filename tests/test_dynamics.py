@@ -132,16 +132,61 @@ def test_noise_rate_of_a_two_mode_mixture(rate):
     estimate = emphasis.estimate_noise_rate(scores)
     assert abs(estimate.rate - noisy.mean()) < 0.02  # tied variance, components of sd 1 and 1.5
     assert estimate.means[0] < estimate.means[1]
+    assert estimate.method == "mixture" and estimate.separation > 2.0
     # The posterior separates the two groups.
     assert ((estimate.posterior > 0.5) == noisy).mean() > 0.98
 
 
-def test_noise_rate_without_two_modes_is_zero():
-    assert emphasis.estimate_noise_rate(np.full(10, 3.0)).rate == 0.0
+def test_noise_rate_without_two_modes_is_the_share_of_negative_margins():
+    """One mode: the rate is the fraction of positive scores (labels the model does not
+    prefer); nothing seen: 0."""
+    estimate = emphasis.estimate_noise_rate(np.full(10, -3.0))
+    assert estimate.rate == 0.0 and estimate.method == "negative margin"
+    assert emphasis.estimate_noise_rate(np.full(10, 3.0)).rate == 1.0
     estimate = emphasis.estimate_noise_rate(np.array([1.0, math.nan]))
-    assert estimate.rate == 0.0 and math.isnan(estimate.posterior[1])
+    assert estimate.rate == 1.0 and math.isnan(estimate.posterior[1])
     dynamics = emphasis.TrainingDynamics(5, 3)
     assert emphasis.estimate_noise_rate(dynamics).rate == 0.0  # nothing seen yet
+
+
+def test_noise_rate_of_overlapping_components_counts_the_negative_margins():
+    """Pair noise: clean and flipped margins overlap around ±log((1-r)/r), one cloud, and
+    the estimate is the share of negative margins (how close it comes to the truth on real
+    scores is measured by reference_training/label_issues.py)."""
+    rng = np.random.default_rng(7)
+    n, rate = 4000, 0.4
+    noisy = rng.random(n) < rate
+    level = np.log((1 - rate) / rate)
+    scores = np.where(noisy, rng.normal(level, 0.6, n), rng.normal(-level, 0.6, n))
+    estimate = emphasis.estimate_noise_rate(scores)
+    assert estimate.method == "negative margin" and estimate.separation < 2.0
+    assert estimate.rate == np.mean(scores > 0)
+    assert 0.0 < estimate.mixture_weight < 1.0 and estimate.mixture_weight != estimate.rate
+    np.testing.assert_array_equal(estimate.posterior, (scores > 0).astype(float))
+    # the same clouds moved apart: the mixture again
+    apart = np.where(noisy, scores + 3.0, scores - 3.0)
+    separated = emphasis.estimate_noise_rate(apart)
+    assert separated.method == "mixture" and separated.separation > 2.0
+    assert separated.rate == separated.mixture_weight
+    assert abs(separated.rate - noisy.mean()) < 0.02
+    # one cloud with a few outliers in its tail: a separated but one-mode fit is no estimate
+    tail = np.concatenate([rng.normal(-0.3, 0.6, 3960), rng.normal(2.0, 0.3, 40)])
+    outliers = emphasis.estimate_noise_rate(tail)
+    assert outliers.method == "negative margin" and outliers.rate == np.mean(tail > 0)
+
+
+def test_is_bimodal_counts_the_modes_of_the_mixture_density():
+    from emphasis.dynamics import is_bimodal
+
+    rng = np.random.default_rng(8)
+    x = np.linspace(-10, 20, 30001)
+    for weight, separation in zip(
+        rng.uniform(0.01, 0.99, 200), rng.uniform(1, 8, 200), strict=True
+    ):
+        density = weight * np.exp(-0.5 * x**2) + (1 - weight) * np.exp(-0.5 * (x - separation) ** 2)
+        peaks = (density[1:-1] > density[:-2]) & (density[1:-1] > density[2:])
+        assert is_bimodal(weight, separation) == (peaks.sum() == 2), (weight, separation)
+    assert not is_bimodal(0.5, 2.0) and not is_bimodal(0.0, 5.0) and not is_bimodal(1.0, 5.0)
 
 
 def test_find_label_issues_on_a_fitted_model():

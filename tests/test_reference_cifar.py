@@ -329,6 +329,49 @@ def test_table3_gr_beta0_matches_any_lambda_and_reports_four_metrics(tmp_path):
     assert "| 60% | 0.5~1 | GR (λ=2, β=12) | — | 80.2 | — | 72.5 | — | 44.9 | — | 75.4 |" in text
 
 
+def _relabel_result(final: float, source: str, gain: float, relabelled: int, right: float):
+    return {**_result(final), "relabel": {"source_run": source, "gain": gain,
+            "relabelled": relabelled, "relabelled_acc": right}}  # fmt: skip
+
+
+def test_table9_shows_fitting_degrees_and_the_retrained_runs_beside_the_paper(tmp_path):
+    table3 = dict(schedule="paper", dataset="cifar10", depth=56, noise_rate=0.4, beta=16.0,
+                  lam=1.0, train_size=1000)  # fmt: skip
+    for seed, (final, clean, noisy) in enumerate([(80.0, 94.0, 8.0), (82.0, 96.0, 6.0)]):
+        result = {**_result(final, best=85.0), "fit_clean": clean, "fit_noisy": noisy}
+        _fake_run(tmp_path, f"gr{seed}", result, **table3, seed=seed)
+        again = _relabel_result(final + 1.0 + seed, f"gr{seed}", 1.0 + seed, 100 + 20 * seed, 90.0)
+        _fake_run(tmp_path, f"gr{seed}_relabel", again, **table3, seed=seed,
+                  relabel_source=f"gr{seed}", relabel_rate=None)  # fmt: skip
+    # a relabelled run with a given rate: only in "All runs", not in Table 9
+    _fake_run(tmp_path, "gr0_relabel0.5", _relabel_result(10.0, "gr0", -70.0, 500, 10.0),
+              **table3, seed=0, relabel_source="gr0", relabel_rate=0.5)  # fmt: skip
+    # a CCE run from before the fitting degrees were recorded
+    _fake_run(tmp_path, "cce", _result(60.0), **{**table3, "loss": "cce", "beta": None,
+              "lam": None})  # fmt: skip
+    text = tables.render(*tables.read_runs(tmp_path))
+    assert "### Table 9: label correction, CIFAR-10, ResNet-56 (%) — schedule `paper`" in text
+    assert "Is it plausible to correct the labels of training data?" in text
+    table9 = text.split("### Table 9", 1)[1].split("###", 1)[0]
+    row = next(line for line in table9.splitlines() if line.startswith("| 40% | 0.5 | GR (λ=1"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["40%", "0.5", "GR (λ=1, β=16)",
+                     "85.0 ± 0.0 (2)", "84.7", "81.0 ± 1.4 (2)", "83.3", "50.0 ± 0.0 (2)", "60.3",
+                     "70.0 ± 0.0 (2)", "88.9", "95.0 ± 1.4 (2)", "94.8", "7.0 ± 1.4 (2)", "7.5",
+                     "82.5 ± 2.1 (2)", "1.5 ± 0.7 (2)", "85.3 (+2)", "11.0 ± 1.4 (2)",
+                     "90.0 ± 0.0 (2)"]  # fmt: skip
+    cce = next(line for line in table9.splitlines() if line.startswith("| 40% | 0 | CCE"))
+    assert cce.startswith("| 40% | 0 | CCE | 60.0 (1) | 82.8 | 60.0 (1) | 60.9 |")
+    assert "| — | 97.0 | — | 81.1 | — | — | — | — | — |" in cce  # no fit, no relabelled run
+    assert "| 20% | 0~0.5 | GR (λ=0.5, β=12) | — | 89.4 |" in table9
+    # relabelled runs are not Table 3's runs
+    table3_part = text.split("### Table 3", 1)[1].split("###", 1)[0]
+    row3 = next(line for line in table3_part.splitlines() if line.startswith("| 40% | 0.5 |"))
+    assert row3.startswith("| 40% | 0.5 | GR (λ=1, β=16) | 85.0 ± 0.0 (2) | 84.7 | 81.0 ± 1.4 (2)")
+    assert "GR (β=16, λ=1), relabelled | 2 |" in text
+    assert "GR (β=16, λ=1), relabelled (rate 0.5) | 1 |" in text
+
+
 def test_tables_command_writes_markdown(tmp_path, capsys):
     _fake_run(tmp_path / "runs", "a", _result(50.0))
     out = tmp_path / "tables.md"
@@ -670,6 +713,23 @@ def test_plan_commands_train_exactly_the_cells_of_the_table(train_cifar, table):
         assert args.repeats == 5 and args.resume and config["schedule"] == "released"
 
 
+def test_plan_9_relabels_from_the_run_the_command_before_trains(train_cifar):
+    commands = tables.plan_commands(9, "/data", "paper", 2, 1, "runs", ["--amp", "bf16"])
+    assert len(commands) == 2 * 2 * 4  # (first run, relabelled) x seeds x 4 cells
+    cells = []
+    for first, again in zip(commands[::2], commands[1::2], strict=True):
+        a = train_cifar.build_parser().parse_args(first.split()[3:])
+        config = train_cifar.resolve_config(a, a.seed)
+        b = train_cifar.build_parser().parse_args(again.split()[3:])
+        assert b.relabel_from == f"runs/{config['run_name']}" and a.relabel_from is None
+        assert vars(b) == {**vars(a), "relabel_from": b.relabel_from}  # nothing else differs
+        assert train_cifar.resolve_config(b, b.seed)["run_name"] == config["run_name"] + "_relabel"
+        cells.append((config["noise_rate"], config["loss"], config["beta"], config["lam"], a.seed))
+    assert cells == [(r, *loss, s) for r, loss in ((0.2, ("cce", None, None)),
+                     (0.2, ("gr", 12.0, 0.5)), (0.4, ("cce", None, None)),
+                     (0.4, ("gr", 16.0, 1.0))) for s in (1, 2)]  # fmt: skip
+
+
 def test_loss_modules_come_from_emphasis_torch(train_cifar):
     import emphasis_torch
 
@@ -724,3 +784,142 @@ def test_torchrun_two_processes_on_cpu(train_cifar, data10, tmp_path):
     assert records[-1] == {"event": "final", **final}
     state = train_cifar.load_checkpoint(run / "checkpoint.pt", "cpu")
     assert state["iteration"] == 4 and state["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------
+# label correction (--relabel-from, the paper's supplementary Table 9)
+# ---------------------------------------------------------------------------
+
+RELABEL = ["--iterations", "6", "--noise-rate", "0.4", "--loss", "gr", "--beta", "12",
+           "--lam", "1", "--seed", "5"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def relabel_source(train_cifar, data10, tmp_path_factory):
+    """A finished GR run on the tiny CIFAR-10 files: the run to relabel from."""
+    out = tmp_path_factory.mktemp("relabel")
+    assert _train(train_cifar, data10, out, *RELABEL, "--run-name", "src") == 0
+    return out / "src"
+
+
+@pytest.fixture(scope="module")
+def relabelled(train_cifar, data10, relabel_source):
+    """A run relabelled from ``relabel_source`` at a given rate (a quarter of the examples)."""
+    out = relabel_source.parent
+    assert _train(train_cifar, data10, out, *RELABEL, "--relabel-from", str(relabel_source),
+                  "--relabel-rate", "0.25") == 0  # fmt: skip
+    return out / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel0.25"
+
+
+def _source_logits(train_cifar, data10, source: Path) -> np.ndarray:
+    """The finished run's final model on the un-augmented training images, rebuilt by hand."""
+    torch = train_cifar.torch
+    train = cifar.load_split(data10, "cifar10", train=True)
+    net = train_cifar.resnet_cifar(8, 10, 0.0)
+    net.load_state_dict(train_cifar.load_checkpoint(source / "checkpoint.pt", "cpu")["model"])
+    net.eval()
+    normalize = train_cifar.Normalizer(*cifar.channel_stats(train.images))
+    with torch.no_grad():
+        return net(normalize(torch.from_numpy(train.images))).double().numpy()
+
+
+def test_relabel_from_a_finished_run(train_cifar, data10, relabel_source, relabelled, tmp_path):
+    import emphasis
+
+    out, run = relabel_source.parent, relabelled
+    final = json.loads((run / "final.json").read_text())
+    source_final = json.loads((relabel_source / "final.json").read_text())
+    record = final["relabel"]
+    # what the finished run's model says, computed here independently
+    train = cifar.load_split(data10, "cifar10", train=True)
+    noisy = emphasis.symmetric_noise(train.labels, 0.4, 10, seed=np.random.default_rng([5, 1]))
+    logits = _source_logits(train_cifar, data10, relabel_source)
+    rows = np.arange(20)
+    others = logits.copy()
+    others[rows, noisy.labels] = -np.inf
+    margin = logits[rows, noisy.labels] - others.max(1)
+    score = -margin  # higher: more likely mislabelled
+    flagged = np.argsort(-score, kind="stable")[:5]  # 0.25 x 20, the highest scores first
+    with np.load(run / "relabel.npz") as saved:
+        np.testing.assert_array_equal(saved["flagged"], flagged)
+        labels = saved["labels"]
+    expected = noisy.labels.copy()
+    expected[flagged] = logits[flagged].argmax(1)
+    np.testing.assert_array_equal(labels, expected)
+    assert record["relabelled"] == 5 and record["rate"] == 0.25
+    assert record["rate_source"] == "--relabel-rate"
+    assert record["relabelled_acc"] == pytest.approx(
+        100 * np.mean(expected[flagged] == train.labels[flagged])
+    )
+    assert record["corrected_label_acc"] == pytest.approx(100 * np.mean(expected == train.labels))
+    assert record["noisy_label_acc"] == pytest.approx(100 * (1 - noisy.realised_rate))
+    assert record["source_test_acc_final"] == source_final["test_acc_final"]
+    assert record["gain"] == pytest.approx(final["test_acc_final"] - source_final["test_acc_final"])
+    # the source's fitting degrees (Table 9): its final model on the clean and flipped subsets
+    predicted = logits.argmax(1)
+    flipped = noisy.labels != train.labels
+    assert source_final["fit_clean"] == pytest.approx(
+        100 * np.mean(predicted[~flipped] == train.labels[~flipped])
+    )
+    assert source_final["fit_noisy"] == pytest.approx(
+        100 * np.mean(predicted[flipped] == noisy.labels[flipped])
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["relabel_from"] == str(relabel_source) and config["relabel_source"] == "src"
+    assert (config["loss"], config["beta"], config["lam"]) == ("gr", 12.0, 1.0)
+    assert "GR (β=12, λ=1), relabelled (rate 0.25) | 1 |" in tables.render(*tables.read_runs(out))
+    # the rate defaults to estimate_noise_rate on the final model's scores
+    assert _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-from",
+                  str(relabel_source)) == 0  # fmt: skip
+    estimated = json.loads(
+        (tmp_path / "cifar10_resnet8_paper_r0.4_gr_b12_l1_seed5_relabel" / "final.json").read_text()
+    )["relabel"]
+    rate = emphasis.estimate_noise_rate(score).rate
+    assert estimated["rate_source"] == "estimate_noise_rate"
+    assert estimated["rate"] == pytest.approx(rate)
+    assert estimated["relabelled"] == round(rate * 20)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", r"relabel-from: .*nowhere is not a directory"),
+        ("unfinished", r"relabel-from: .*half is not a finished run: final\.json is missing"),
+        ("short", r"checkpoint\.pt is at iteration 5 of 6: the run is unfinished"),
+        ("settings", r"src was trained with other settings \(beta: 12\.0 -> 8\.0\)"),
+        ("data", r"src was trained on other data \(data_sha256: "),
+        ("relabelled", r"is itself a relabelled run \(from src\)"),
+    ],
+)
+def test_relabel_refuses_an_unfinished_or_other_run(
+    train_cifar, data10, relabel_source, relabelled, tmp_path, case, message
+):
+    source, extra, data = relabel_source, [], data10
+    if case == "missing":
+        source = tmp_path / "nowhere"
+    elif case in ("unfinished", "short"):
+        source = tmp_path / "runs" / "half"
+        with pytest.raises(train_cifar.SimulatedKill):
+            _train(train_cifar, data10, tmp_path / "runs", *RELABEL, "--run-name", "half",
+                   "--halt-after", "5", "--checkpoint-every", "5")  # fmt: skip
+        if case == "short":  # a final.json beside a checkpoint short of the iterations
+            (source / "final.json").write_text(json.dumps({"iterations": 5}))
+    elif case == "settings":
+        extra = ["--beta", "8"]
+    elif case == "data":
+        data = tmp_path / "other"
+        cifar.write_synthetic(data, "cifar10", train_size=20, test_size=16, seed=1)
+    elif case == "relabelled":
+        source = relabelled
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        _train(train_cifar, data, out, *RELABEL, *extra, "--relabel-from", str(source))
+    assert not out.exists()  # refused before anything is written
+
+
+def test_relabel_rate_needs_relabel_from(train_cifar, data10, relabel_source, tmp_path):
+    with pytest.raises(ValueError, match=r"--relabel-rate needs --relabel-from RUN_DIR"):
+        _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-rate", "0.2")
+    with pytest.raises(ValueError, match=r"--relabel-rate must be in \[0, 1\], got 1.5"):
+        _train(train_cifar, data10, tmp_path, *RELABEL, "--relabel-from", str(relabel_source),
+               "--relabel-rate", "1.5")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 import re
 from pathlib import Path
@@ -219,3 +220,121 @@ def test_estimated_rate_with_another_setting_trains_its_own_gr(tmp_path, monkeyp
         rows["gr-est"]["roc_auc"] != rows["gr"]["roc_auc"]
     )
     assert "(2, 0)" in (tmp_path / "summary.md").read_text()
+
+
+@needs_torch
+def test_artefacts_rebuild_the_run(tiny_run):
+    """The saved dynamics give back the CSV's ROC AUC and noise-rate estimate (what a cheap
+    re-estimation and the plot start from)."""
+    from sklearn.metrics import roc_auc_score
+
+    import emphasis
+
+    out, _, module = tiny_run
+    saved = module.load_artefacts(module.artefact_path(out, "symmetric 40%", 3))
+    rows = {r["method"]: r for r in _read_csv(out / "results.csv")}
+    flipped = saved["flipped"]
+    assert flipped.dtype == bool and flipped.shape == (300,)
+    assert np.array_equal(saved["noisy"] != saved["clean"], flipped)
+    assert saved["pred_probs"].shape == (300, 10)
+    assert set(saved["dynamics"]) == set(module.SAVED_DYNAMICS)
+    for method in ("gr", "cce"):
+        dynamics = saved["dynamics"][method]
+        assert math.isclose(
+            roc_auc_score(flipped, dynamics.scores()), float(rows[method]["roc_auc"])
+        )
+        assert math.isclose(
+            emphasis.estimate_noise_rate(dynamics).rate, float(rows[method]["rate_estimate"])
+        )
+    warmup = saved["dynamics"]["cce_warmup"]
+    assert math.isclose(
+        emphasis.estimate_noise_rate(warmup).rate, float(rows["gr-est"]["rate_estimate"])
+    )
+    # the warm-up is 2 of the 4 epochs: half the updates of the final dynamics
+    assert np.array_equal(2 * warmup.count, saved["dynamics"]["cce"].count)
+
+
+@needs_torch
+def test_merge_adds_seeds(tiny_run, tmp_path, capsys):
+    """A later run with another seed merges with the first: all rows, both commands, the mean
+    over both seeds, the plot from the pooled artefacts; a seed in two sources is refused."""
+    out, _, module = tiny_run
+    later = tmp_path / "later"
+    argv = [a if a != "3" else "5" for a in TINY]
+    assert module.main([*argv, "--out", str(later)]) == 0
+    merged = tmp_path / "merged"
+    assert module.main(["--merge-from", str(out), str(later), "--out", str(merged)]) == 0
+    rows = _read_csv(merged / "results.csv")
+    assert [(r["seed"], r["method"]) for r in rows] == [(s, m) for s in ("3", "5") for m in METHODS]
+    first = {(r["seed"], r["method"]): r for r in _read_csv(out / "results.csv")}
+    assert all(rows[i] == first["3", m] for i, m in enumerate(METHODS))  # unchanged
+    summary = (merged / "summary.md").read_text()
+    assert "over 2 seeds (3, 5)" in summary
+    assert summary.count("--seeds 3") == 1 and summary.count("--seeds 5") == 1
+    aucs = [float(r["roc_auc"]) for r in rows if r["method"] == "gr"]
+    mean = round(100 * float(np.mean(aucs)), 1)
+    assert re.search(rf"\| GR, suggest\(true r\) \| {mean:.1f} ± ", summary)
+    assert (merged / "scores.png").is_file()
+    assert (merged / "artefacts" / "symmetric-40-seed5.npz").is_file()
+    # the cheap re-estimation: every saved dynamics of both seeds, as the library has it now
+    import emphasis
+
+    again = _read_csv(merged / "reestimated.csv")
+    assert [(r["seed"], r["dynamics"]) for r in again] == [
+        (s, d) for s in ("3", "5") for d in module.REESTIMATED
+    ]
+    saved = module.load_artefacts(module.artefact_path(merged, "symmetric 40%", 5))
+    row = next(r for r in again if r["seed"] == "5" and r["dynamics"] == "cce_warmup")
+    estimate = emphasis.estimate_noise_rate(saved["dynamics"]["cce_warmup"])
+    assert math.isclose(float(row["rate_estimate"]), estimate.rate)
+    assert row["method"] == estimate.method
+    assert "## Noise rate re-estimated from the saved dynamics (no training)" in summary
+    with pytest.raises(ValueError, match=r"symmetric 40% seed 3 is in both"):
+        module.main(["--merge-from", str(out), str(merged), "--out", str(tmp_path / "x")])
+    with pytest.raises(
+        FileNotFoundError, match=r"expected .*results\.csv \(the --out of a finished run"
+    ):
+        module.main(["--merge-from", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+@needs_torch
+def test_merge_refuses_other_settings(tiny_run, tmp_path):
+    out, _, module = tiny_run
+    other = tmp_path / "other"
+    other.mkdir()
+    rows = module.read_rows(out / "results.csv")
+    for row in rows:
+        row["seed"] = 7
+    module.write_rows(other / "results.csv", rows)
+    runs = json.loads((out / "runs.json").read_text())
+    runs[0]["settings"]["epochs"] = 99
+    (other / "runs.json").write_text(json.dumps(runs))
+    with pytest.raises(ValueError, match=r"the runs differ in settings"):
+        module.main(["--merge-from", str(out), str(other), "--out", str(tmp_path / "x")])
+
+
+@needs_torch
+def test_warmup_only_compares_the_estimates_on_the_warm_up(tiny_run, tmp_path):
+    """--warmup-only trains the CCE warm-ups alone: the same dynamics as the full run's first
+    epochs (same seed, labels and schedule), and the estimate beside both of its candidates."""
+    import emphasis
+
+    out, _, module = tiny_run
+    argv = [*TINY, "--warmup-only", "--out", str(tmp_path)]
+    assert module.main(argv) == 0
+    (row,) = _read_csv(tmp_path / "warmup.csv")
+    assert list(row) == list(module.WARMUP_COLUMNS)
+    full = module.load_artefacts(module.artefact_path(out, "symmetric 40%", 3))
+    alone = module.load_artefacts(module.artefact_path(tmp_path, "symmetric 40%", 3))
+    np.testing.assert_array_equal(alone["noisy"], full["noisy"])
+    warm, warm_full = alone["dynamics"]["cce_warmup"], full["dynamics"]["cce_warmup"]
+    np.testing.assert_array_equal(warm.count, warm_full.count)  # 2 epochs of updates each
+    np.testing.assert_allclose(warm.scores(), warm_full.scores(), rtol=1e-4, atol=1e-4)
+    estimate = emphasis.estimate_noise_rate(warm)
+    assert math.isclose(float(row["rate_estimate"]), estimate.rate)
+    assert math.isclose(float(row["mixture_weight"]), estimate.mixture_weight)
+    assert math.isclose(float(row["negative_margin_share"]), np.mean(warm.scores() > 0))
+    assert row["method"] == estimate.method
+    text = (tmp_path / "warmup.md").read_text()
+    assert "| realised rate |" in text and "--warmup-only" in text
+    assert (tmp_path / "warmup.png").read_bytes()[:4] == b"\x89PNG"
