@@ -378,10 +378,12 @@ def run(
     count: int = 24,
     progress: Callable[[str], None] | None = None,
     modes: Sequence[str] | None = None,
+    edge: bool = True,
 ) -> list[Result]:
     """Run every case on every available backend, mode and dtype.
 
     ``backends`` and ``modes`` (names as in the table) restrict the run; None runs all.
+    ``edge=False`` leaves out :func:`edge_cases` (each compiled case compiles anew).
     """
 
     def wanted(name: str) -> bool:
@@ -404,7 +406,7 @@ def run(
             if progress:
                 progress(f"skipped {backend.name}: {backend.module} is not installed")
             continue
-        chosen = all_cases + edge_cases(seed) if backend.edge_cases else all_cases
+        chosen = all_cases + edge_cases(seed) if backend.edge_cases and edge else all_cases
         results.extend(_run_backend(backend, chosen, progress, modes))
     has_keras = any(b.name == "keras" for b in announced)
     for name in KERAS_CHILD_BACKENDS:
@@ -511,6 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated subset of modes, e.g. interpret (Triton's interpreter on CPU), "
         "cuda, compile-cuda (default: all)",
     )
+    parser.add_argument(
+        "--no-edge-cases",
+        action="store_true",
+        help="leave out the fused kernels' edge cases (see edge_cases)",
+    )
     parser.add_argument("--cases", type=int, default=24, help="number of cases (default 24)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -523,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr, flush=True)
 
     modes = args.modes.split(",") if args.modes else None
-    results = run(chosen, args.seed, args.cases, progress, modes)
+    results = run(chosen, args.seed, args.cases, progress, modes, edge=not args.no_edge_cases)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

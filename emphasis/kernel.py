@@ -328,4 +328,9 @@ def grad_rows(
     target = _one_hot(labels, logits.shape[-1], xp)
     # Rows without non-target classes have rest_sum == 0 and coef == 0.
     scale = coef / xp.where(rest_sum > 0, rest_sum, xp.ones_like(rest_sum))
-    return xp.where(target, -coef[:, None], xp.exp(logits - rest_max[:, None]) * scale[:, None])
+    # exp of the masked logits, written exactly as row_statistics writes it: under a tracing
+    # compiler (jax.jit, XLA) the two are one array, computed once for forward and backward
+    # (common-subexpression elimination), and the target's own exp(z_y - rest_max), which
+    # may overflow, is never formed.
+    rest = xp.where(target, xp.full_like(logits, -math.inf), logits)
+    return xp.where(target, -coef[:, None], xp.exp(rest - rest_max[:, None]) * scale[:, None])

@@ -95,7 +95,9 @@ class _EmphasisRows(torch.autograd.Function):
 
     Outputs: ``loss`` (M,) (differentiable), then the non-differentiable ``coef``,
     ``rest_max``, ``rest_sum``, ``log_p``, ``log_weight`` (M,) and ``log_mean_weight`` () that the
-    backward and the batch statistics use. All in the compute dtype.
+    backward and the batch statistics use, and last the buffer that backward reads (the
+    saved ``exp(z_j - rest_max)``, or an empty placeholder when the logits are saved),
+    differentiable only for the reason given in ``setup_context``. All in the compute dtype.
     """
 
     generate_vmap_rule = True

@@ -58,6 +58,8 @@ def test_modes_filter_skips_and_edge_cases(monkeypatch):
     assert [(r.backend, r.mode) for r in results] == [("fake", "eager")]
     assert results[0].ok and results[0].cases == 2 + 2 * len(check.EDGE_SCHEMES)
     assert "skipped absent: no_such_module_for_emphasis is not installed" in messages
+    (plain,) = check.run(count=2, modes=["other"], edge=False)
+    assert plain.mode == "other" and plain.cases == 2
 
 
 needs_triton = pytest.mark.skipif(
