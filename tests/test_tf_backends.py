@@ -1,8 +1,9 @@
 """emphasis_tf on every Keras backend, and under tf.distribute.MirroredStrategy.
 
 Keras reads KERAS_BACKEND once, at import, and logical CPU devices must be set
-before TensorFlow starts: each case runs in its own subprocess (helpers
-tests/_tf_backend_check.py and tests/_tf_mirrored.py), which prints one JSON line.
+before TensorFlow starts: each Keras backend runs in its own subprocess (helpers
+tests/_tf_backend_check.py and tests/_tf_mirrored.py), each helper printing one JSON
+line; on TensorFlow one child runs the strategy helper, then the backend check.
 """
 
 from __future__ import annotations
