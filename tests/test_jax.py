@@ -392,7 +392,8 @@ def test_gce_is_differentiable_in_q():
     logits, labels = _batch(16, n=4, scale=2.0)
     with jax.enable_x64(True):
         z = jnp.asarray(logits)
-        check_grads(lambda q: emphasis_jax.gce_loss(z, labels, q=q), (0.4,), order=1)
+        # Jitted, as in the second-order checks: one compilation, not one per primitive.
+        check_grads(jax.jit(lambda q: emphasis_jax.gce_loss(z, labels, q=q)), (0.4,), order=1)
 
 
 def test_gr_value_does_not_depend_on_hyperparameters():
@@ -435,25 +436,31 @@ def test_vmap_normalises_each_call_separately():
     def total(z, y):
         return emphasis_jax.gr_loss(z, y).sum()
 
-    mapped = jax.vmap(jax.grad(total))(logits, labels)
+    # Jitted, as _value_and_rows is: one compilation instead of one per primitive (the
+    # inputs are valid, so no eager value check is at stake; vmap's semantics are the same).
+    mapped = jax.jit(jax.vmap(jax.grad(total)))(logits, labels)
+    alone = jax.jit(jax.grad(total))
     for k in range(3):
-        np.testing.assert_allclose(
-            mapped[k], jax.grad(total)(logits[k], labels[k]), rtol=1e-5, atol=1e-7
-        )
+        np.testing.assert_allclose(mapped[k], alone(logits[k], labels[k]), rtol=1e-5, atol=1e-7)
 
 
 def test_vmap_over_examples_with_axis_name_normalises_globally():
     logits, labels = _batch(20, n=8, scale=3.0)
     z = jnp.asarray(logits, jnp.float32)
-    batch_grads = jax.grad(lambda z: emphasis_jax.gr_loss(z, labels).sum())(z)
+    # Jitted (one compilation instead of one per primitive, as in _value_and_rows).
+    batch_grads = jax.jit(jax.grad(lambda z: emphasis_jax.gr_loss(z, labels).sum()))(z)
 
     def one(zi, yi, axis_name):
         return emphasis_jax.gr_loss(zi, yi, axis_name=axis_name)
 
-    per_example = jax.vmap(jax.grad(one), in_axes=(0, 0, None), axis_name="batch")
+    per_example = jax.jit(
+        jax.vmap(jax.grad(one), in_axes=(0, 0, None), axis_name="batch"), static_argnums=2
+    )
     np.testing.assert_allclose(per_example(z, labels, "batch"), batch_grads, rtol=1e-5, atol=1e-7)
     # Without axis_name each example normalises by its own weight: a different gradient.
-    alone = jax.vmap(jax.grad(one), in_axes=(0, 0, None))(z, labels, None)
+    alone = jax.jit(jax.vmap(jax.grad(one), in_axes=(0, 0, None)), static_argnums=2)(
+        z, labels, None
+    )
     assert np.max(np.abs(alone - batch_grads)) > 1e-2
 
 
@@ -465,10 +472,11 @@ def test_forward_mode_agrees_with_reverse_mode():
     def total(z):
         return emphasis_jax.gr_loss(z, labels, beta=12.0, lam=1.0).sum()
 
-    _, forward = jax.jvp(total, (z,), (tangent,))
-    reverse = jax.grad(total)(z)
+    # Jitted (one compilation instead of one per primitive, as in _value_and_rows).
+    _, forward = jax.jit(lambda z, t: jax.jvp(total, (z,), (t,)))(z, tangent)
+    reverse = jax.jit(jax.grad(total))(z)
     np.testing.assert_allclose(forward, jnp.sum(reverse * tangent), rtol=1e-5)
-    np.testing.assert_allclose(jax.jacfwd(total)(z), reverse, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(jax.jit(jax.jacfwd(total))(z), reverse, rtol=1e-5, atol=1e-7)
 
 
 def test_traced_hyperparameters_compile_once():
@@ -515,8 +523,9 @@ def test_vmap_over_hyperparameters():
     logits, labels = _batch(24)
     z = jnp.asarray(logits, jnp.float32)
     betas = jnp.array([2.0, 8.0, 16.0])
-    swept = jax.vmap(
-        lambda b: jax.grad(lambda z: emphasis_jax.gr_loss(z, labels, beta=b).sum())(z)
+    # Jitted (one compilation instead of one per primitive, as in _value_and_rows).
+    swept = jax.jit(
+        jax.vmap(lambda b: jax.grad(lambda z: emphasis_jax.gr_loss(z, labels, beta=b).sum())(z))
     )(betas)
     for k, beta in enumerate([2.0, 8.0, 16.0]):
         expected = _value_and_rows(emphasis_jax.gr_loss, z, labels, beta=beta)[1]

@@ -729,9 +729,12 @@ Y3 = np.array([0, 1])
 def test_tensor_hyperparameters_compute_with_their_value(mode):
     """A 0-d tensor or keras.Variable hyperparameter computes as the float would: eager
     (the compiled eager path takes it as an input) and inside (XLA-compiled) graphs."""
-    for beta in (tf.constant(8.0), tf.constant(8.0, tf.float64), keras.Variable(8.0)):
-        want = loss_and_grad(emphasis_tf.GRLoss(8.0, 0.25, from_logits=True), Y3, Z3, mode)
-        got = loss_and_grad(emphasis_tf.GRLoss(beta, 0.25, from_logits=True), Y3, Z3, mode)
+    betas = (tf.constant(8.0), tf.constant(8.0, tf.float64), keras.Variable(8.0))
+    # The float beta and the three tensor betas in one trace (one compilation, not six).
+    calls = [(emphasis_tf.GRLoss(b, 0.25, from_logits=True), Y3, {}) for b in (8.0, *betas)]
+    want, *gots = many(calls, Z3, mode)
+    assert len(gots) == len(betas)
+    for got in gots:
         np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     functional = run(
