@@ -1038,9 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_flush_denormal(False)
 
 
-def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from tqdm.auto import tqdm
-
+def _begin(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Any, ...]:
+    """What both kinds of run start from: the output folder (created), the command line,
+    the settings, the start time and the training data."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     words = ["python", "-m", "reference_training.label_issues"]
@@ -1051,8 +1051,19 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         warmup_epochs=args.warmup_epochs,
         folds=args.folds,
     )
-    start = time.perf_counter()
-    data = subset(digits.load_digits(), args.train_size)
+    return (
+        out,
+        command,
+        settings,
+        time.perf_counter(),
+        subset(digits.load_digits(), args.train_size),
+    )
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from tqdm.auto import tqdm
+
+    out, command, settings, start, data = _begin(args, argv)
     n_train, n_test = len(data.y_train), len(data.y_test)
     per_seed = 2 + args.folds
     print(
@@ -1211,18 +1222,7 @@ def run_warmup(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """--warmup-only: the CCE warm-ups alone (the noise-rate estimate's input), stacked."""
     from tqdm.auto import tqdm
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    words = ["python", "-m", "reference_training.label_issues"]
-    command = shlex.join(words + list(argv if argv is not None else sys.argv[1:]))
-    settings = Settings(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        warmup_epochs=args.warmup_epochs,
-        folds=args.folds,
-    )
-    start = time.perf_counter()
-    data = subset(digits.load_digits(), args.train_size)
+    out, command, settings, start, data = _begin(args, argv)
     clean = data.y_train.numpy()
     everything = np.arange(clean.size)
     jobs, meta = [], []

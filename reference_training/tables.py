@@ -732,12 +732,10 @@ def plan_regularised_commands(
     python: str = "python",
 ) -> list[str]:
     commands = []
-    for dataset, depth, rate, spec, cell_args in plan_regularised(table):
-        depth_args = [] if depth is None else ["--depth", str(depth)]
-        args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
-                "--dataset", dataset, *depth_args, "--noise-rate", f"{rate:g}",
-                *spec.arguments(), *cell_args, "--schedule", schedule, "--seed", str(seed),
-                "--repeats", str(repeats), "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+    for *cell, cell_args in plan_regularised(table):
+        args = _train_args(
+            python, data_dir, *cell, schedule, seed, out_dir, extra, cell_args, repeats
+        )
         commands.append(shlex.join(args))
     return commands
 
@@ -764,10 +762,9 @@ def plan_table9_commands(
     for rate, entries in TABLE9.items():
         for _, spec, _, _, _ in entries:
             for s in range(seed, seed + repeats):
-                args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
-                        "--dataset", "cifar10", "--depth", "56", "--noise-rate", f"{rate:g}",
-                        *spec.arguments(), "--schedule", schedule, "--seed", str(s),
-                        "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
+                args = _train_args(
+                    python, data_dir, "cifar10", 56, rate, spec, schedule, s, out_dir, extra
+                )
                 source = str(Path(out_dir) / table9_run_name(schedule, rate, spec, s))
                 commands.append(shlex.join(args))
                 commands.append(shlex.join([*args, "--relabel-from", source]))
@@ -790,14 +787,35 @@ def plan_commands(
         return plan_regularised_commands(
             table, data_dir, schedule, repeats, seed, out_dir, extra, python
         )
-    commands = []
-    for dataset, depth, rate, spec in plan(table):
-        args = [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
-                "--dataset", dataset, "--depth", str(depth), "--noise-rate", f"{rate:g}",
-                *spec.arguments(), "--schedule", schedule, "--seed", str(seed),
-                "--repeats", str(repeats), "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
-        commands.append(shlex.join(args))
-    return commands
+    return [
+        shlex.join(
+            _train_args(python, data_dir, *cell, schedule, seed, out_dir, extra, (), repeats)
+        )
+        for cell in plan(table)
+    ]
+
+
+def _train_args(
+    python: str,
+    data_dir: str,
+    dataset: str,
+    depth: int | None,
+    rate: float,
+    spec: LossSpec,
+    schedule: str,
+    seed: int,
+    out_dir: str,
+    extra: Sequence[str],
+    cell_args: Sequence[str] = (),
+    repeats: int | None = None,
+) -> list[str]:
+    """The train_cifar command line of one cell (``--resume``: a re-run skips what is done)."""
+    depth_args = [] if depth is None else ["--depth", str(depth)]
+    repeat_args = [] if repeats is None else ["--repeats", str(repeats)]
+    return [python, "-m", "reference_training.train_cifar", "--data-dir", data_dir,
+            "--dataset", dataset, *depth_args, "--noise-rate", f"{rate:g}",
+            *spec.arguments(), *cell_args, "--schedule", schedule, "--seed", str(seed),
+            *repeat_args, "--out-dir", out_dir, "--resume", *extra]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
