@@ -17,16 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from _readme import run_python_block
 
 
 def test_readme_example_runs(capsys):
-    text = README.read_text().split("## Finding the wrong labels", 1)[1]
-    match = re.search(r"```python\n(.*?)```", text, re.S)
-    assert match, "no python block in the README's 'Finding the wrong labels' section"
-    namespace: dict = {}
-    exec(compile(match.group(1), "README finding the wrong labels", "exec"), namespace)
+    namespace = run_python_block("## Finding the wrong labels")
     printed = capsys.readouterr().out.splitlines()
     assert printed, "the example prints its results"
     assert 0.2 < namespace["estimate"].rate < 0.4
