@@ -4,19 +4,15 @@ Hypothesis runs a small number of examples by default so that CI stays fast;
 set EMPHASIS_HYPOTHESIS_EXAMPLES (e.g. 1000) for a longer search.
 """
 
-import importlib.util
 import os
 
 from hypothesis import HealthCheck, settings
 
-if importlib.util.find_spec("triton") is not None:
-    # Without a GPU, Triton's kernels run in its interpreter (tests/test_triton.py); the
-    # setting is read when Triton is imported, so it is made here.
-    if not os.path.exists("/dev/nvidia0"):
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    # Triton's native library must load before TensorFlow's: the other order segfaults
-    # (both bundle LLVM). torch.compile imports Triton lazily, after the TF tests ran.
-    import triton  # noqa: F401
+from emphasis.check import load_triton_first
+
+# Triton before TensorFlow (the other order segfaults), and without a GPU in its interpreter
+# (tests/test_triton.py): torch.compile would import it lazily, after the TF tests ran.
+load_triton_first()
 
 settings.register_profile(
     "emphasis",
