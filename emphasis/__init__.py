@@ -2,7 +2,8 @@
 
 The NumPy core: weighting schemes (:class:`CCE`, :class:`MAE`, :class:`GCE`,
 :class:`GR`), the exact and stable logit gradient (:func:`logit_grad`), loss
-values, batch statistics, label noise and the paper's suggested settings.
+values, batch statistics, label noise, the paper's suggested settings and grids, and
+the choice of a setting on noisy validation labels.
 Importing it imports no deep-learning framework; the adapters are
 ``emphasis_torch``, ``emphasis_tf`` and ``emphasis_jax``.
 """
@@ -24,7 +25,8 @@ from emphasis.noise import (
 )
 from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
 from emphasis.stats import BatchStats, batch_stats, effective_sample_size, emphasis_spread
-from emphasis.suggest import suggest
+from emphasis.selection import Selection, estimate_clean_accuracy, select_setting
+from emphasis.suggest import candidate_settings, suggest
 
 __version__ = "0.1.0"
 
@@ -37,11 +39,14 @@ __all__ = [
     "NoiseRateEstimate",
     "NoisyLabels",
     "Scheme",
+    "Selection",
     "TrainingDynamics",
     "__version__",
     "batch_stats",
+    "candidate_settings",
     "effective_sample_size",
     "emphasis_spread",
+    "estimate_clean_accuracy",
     "estimate_noise_rate",
     "find_label_issues",
     "logit_grad",
@@ -49,6 +54,7 @@ __all__ = [
     "loss_and_grad",
     "pair_noise",
     "pair_transition_matrix",
+    "select_setting",
     "suggest",
     "symmetric_noise",
     "symmetric_transition_matrix",

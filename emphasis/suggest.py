@@ -1,4 +1,8 @@
-"""Starting values of GR's ``beta`` and ``lam`` from the paper's CIFAR experiments.
+"""GR's ``beta`` and ``lam`` from the paper's CIFAR experiments: starting values and grids.
+
+:func:`suggest` looks up the paper's best setting for a noise rate; :func:`candidate_settings`
+lists the paper's grid to choose from on a noisy validation split
+(:func:`emphasis.select_setting`).
 
 All values are for the paper's transform ``g = exp`` (``GR(beta, lam)`` with the
 default ``transform="exp"``), i.e. the per-example weight
@@ -30,7 +34,10 @@ import numpy as np
 __all__ = [
     "CIFAR10_SETTINGS",
     "CIFAR100_SETTINGS",
+    "FEW_CLASSES_GRID",
+    "MANY_CLASSES_GRID",
     "MANY_CLASSES_THRESHOLD",
+    "candidate_settings",
     "suggest",
 ]
 
@@ -65,6 +72,24 @@ CIFAR100_SETTINGS: Mapping[float, tuple[float, float]] = MappingProxyType(
         0.4: (6.0, 0.4),
         0.6: (8.0, 0.5),
     }
+)
+
+
+#: lam -> the betas of the paper's CIFAR-10 sweeps (Figures 7-10): the grid of
+#: :func:`candidate_settings` for ``num_classes < MANY_CLASSES_THRESHOLD``.
+FEW_CLASSES_GRID: Mapping[float, tuple[float, ...]] = MappingProxyType(
+    {
+        0.0: (0.5, 1.0, 2.0, 4.0),
+        0.5: (4.0, 8.0, 12.0, 16.0),
+        1.0: (8.0, 12.0, 16.0, 20.0),
+        2.0: (12.0, 16.0, 20.0, 24.0),
+    }
+)
+
+#: lam -> the betas of the paper's CIFAR-100 sweep (Table 10): the grid of
+#: :func:`candidate_settings` for ``num_classes >= MANY_CLASSES_THRESHOLD``.
+MANY_CLASSES_GRID: Mapping[float, tuple[float, ...]] = MappingProxyType(
+    {lam: (2.0, 4.0, 6.0, 8.0, 10.0) for lam in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
 )
 
 
@@ -135,16 +160,96 @@ def suggest(
     >>> suggest(0.0, 10)  # clean data: GR(2, 0) with g = exp
     (2.0, 0.0)
     """
+    rate = _check_noise_rate(noise_rate)
+    k = _check_num_classes(num_classes)
+    table = CIFAR100_SETTINGS if k >= MANY_CLASSES_THRESHOLD else CIFAR10_SETTINGS
+    beta, lam = table[_nearest_rate(rate, list(table))]
+    return (beta, lam)
+
+
+def _check_noise_rate(noise_rate: Any) -> float:
     if isinstance(noise_rate, bool) or not isinstance(noise_rate, numbers.Real):
         raise TypeError(f"noise_rate must be a real number in [0, 1), got {noise_rate!r}")
     rate = float(noise_rate)
     if not np.isfinite(rate) or not 0.0 <= rate < 1.0:
         raise ValueError(f"noise_rate must be in [0, 1), got {rate!r}")
+    return rate
+
+
+def _check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
         raise TypeError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     k = int(num_classes)
     if k < 2:
         raise ValueError(f"num_classes must be >= 2, got {k}")
-    table = CIFAR100_SETTINGS if k >= MANY_CLASSES_THRESHOLD else CIFAR10_SETTINGS
-    beta, lam = table[_nearest_rate(rate, list(table))]
-    return (beta, lam)
+    return k
+
+
+def candidate_settings(
+    num_classes: int | np.integer[Any],
+    noise_rate: float | np.floating[Any] | np.integer[Any] | None = None,
+) -> list[tuple[float, float]]:
+    """The paper's grid of ``(beta, lam)`` to choose from on a noisy validation split.
+
+    The paper chooses beta and lam on a validation set (Sec. 4.2.1). These are its grids,
+    as ``(beta, lam)`` pairs for ``GR(beta, lam)`` with ``g = exp``:
+
+    * ``K < 50`` (CIFAR-10, Figures 7-10; :data:`FEW_CLASSES_GRID`), 16 settings:
+      lam = 0: beta in {0.5, 1, 2, 4}; lam = 0.5: {4, 8, 12, 16}; lam = 1: {8, 12, 16, 20};
+      lam = 2: {12, 16, 20, 24}.
+    * ``K >= 50`` (CIFAR-100, Table 10; :data:`MANY_CLASSES_GRID`), 30 settings:
+      lam in {0.1, 0.2, ..., 0.6}, beta in {2, 4, 6, 8, 10}.
+
+    **Order.** Without ``noise_rate`` the grid is listed row by row (lam, then beta,
+    ascending). With it, :func:`suggest`'s setting for that rate comes first (added if the
+    grid lacks it: ``(2, 0)`` at r = 0 for many classes), then the others by their
+    distance to it in grid steps (one step = the next lam row, or the next beta within a
+    row), nearer lam rows first, then ascending (lam, beta). The order is the
+    tie-break of :func:`emphasis.select_setting`: among settings that validate equally
+    well, the one closest to the paper's suggestion wins.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes ``K >= 2``.
+    noise_rate : float, optional
+        Estimated fraction of wrong labels in ``[0, 1)`` (e.g. from
+        :func:`emphasis.estimate_noise_rate`), to order the grid around ``suggest``.
+
+    Returns
+    -------
+    list of (float, float)
+        ``(beta, lam)`` pairs, each listed once.
+
+    Examples
+    --------
+    >>> grid = candidate_settings(10, noise_rate=0.4)
+    >>> len(grid), grid[:3]
+    (16, [(16.0, 1.0), (12.0, 1.0), (20.0, 1.0)])
+    >>> candidate_settings(10)[:2]  # no rate: row by row
+    [(0.5, 0.0), (1.0, 0.0)]
+    >>> len(candidate_settings(100)), candidate_settings(100, noise_rate=0.0)[0]
+    (30, (2.0, 0.0))
+    """
+    k = _check_num_classes(num_classes)
+    grid = MANY_CLASSES_GRID if k >= MANY_CLASSES_THRESHOLD else FEW_CLASSES_GRID
+    rows = sorted(grid)
+    settings = [(beta, lam) for lam in rows for beta in grid[lam]]
+    if noise_rate is None:
+        return settings
+    start = suggest(noise_rate, k)
+
+    def steps(setting: tuple[float, float]) -> tuple[int, int]:
+        # Grid coordinates of a setting; the suggestion's are those of the nearest point.
+        beta, lam = setting
+        row = min(range(len(rows)), key=lambda i: abs(rows[i] - lam))
+        betas = grid[rows[row]]
+        return row, min(range(len(betas)), key=lambda j: abs(betas[j] - beta))
+
+    row0, col0 = steps(start)
+
+    def distance(setting: tuple[float, float]) -> tuple[int, int, float, float]:
+        row, col = steps(setting)
+        return (abs(row - row0) + abs(col - col0), abs(row - row0), setting[1], setting[0])
+
+    return [start] + sorted((s for s in settings if s != start), key=distance)
