@@ -24,8 +24,8 @@ from emphasis.noise import (
     transition_noise,
 )
 from emphasis.schemes import CCE, GCE, GR, MAE, Scheme
-from emphasis.stats import BatchStats, batch_stats, effective_sample_size, emphasis_spread
 from emphasis.selection import Selection, estimate_clean_accuracy, select_setting
+from emphasis.stats import BatchStats, batch_stats, effective_sample_size, emphasis_spread
 from emphasis.suggest import candidate_settings, suggest
 
 __version__ = "0.1.0"

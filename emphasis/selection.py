@@ -171,6 +171,13 @@ def _is_number(value: Any) -> bool:
     return False
 
 
+def _is_curve(value: Any) -> bool:
+    """A 1-d sequence or array (its entries are checked one by one)."""
+    if isinstance(value, (str, bytes)) or getattr(value, "shape", None) == ():
+        return False
+    return hasattr(value, "__len__") and hasattr(value, "__iter__")
+
+
 def _curves(accuracies: Any, count: int) -> list[list[float]]:
     """Each candidate's accuracies as a list of floats (one entry for a single accuracy)."""
     if isinstance(accuracies, (str, bytes)) or not hasattr(accuracies, "__len__"):
@@ -186,6 +193,11 @@ def _curves(accuracies: Any, count: int) -> list[list[float]]:
     curves = _given_curves(accuracies)
     result = []
     for i, entry in enumerate(accuracies):
+        if not (_is_number(entry) or _is_curve(entry)):
+            raise TypeError(
+                f"accuracies[{i}] must be an accuracy (a number in [0, 1]) or a curve (a "
+                f"sequence of them), got {entry!r}"
+            )
         if _is_number(entry) == curves:
             raise ValueError(
                 f"accuracies[{i}] is {'a number' if curves else 'not a number'} while "

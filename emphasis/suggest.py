@@ -252,4 +252,4 @@ def candidate_settings(
         row, col = steps(setting)
         return (abs(row - row0) + abs(col - col0), abs(row - row0), setting[1], setting[0])
 
-    return [start] + sorted((s for s in settings if s != start), key=distance)
+    return [start, *sorted((s for s in settings if s != start), key=distance)]

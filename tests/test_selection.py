@@ -470,14 +470,9 @@ def test_select_bad_input(candidates, accuracies, error, match: str) -> None:
         [None, 0.5],
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a non-number, non-iterable accuracies[0] (bool, None) is taken for a "
-    "curve and list() fails with a bare \"'bool' object is not iterable\" TypeError that "
-    "does not name accuracies[0]",
-)
 def test_select_bad_first_accuracy_is_named(accuracies) -> None:
-    with pytest.raises(TypeError, match=r"accuracies\[0\]"):
+    # Neither a number nor a curve: named, not taken for a curve and iterated.
+    with pytest.raises(TypeError, match=r"accuracies\[0\] must be an accuracy"):
         select_setting(["a", "b"], accuracies)
 
 
@@ -485,6 +480,8 @@ def test_select_string_accuracies_are_refused() -> None:
     # A string entry is refused with a TypeError that names its position.
     with pytest.raises(TypeError, match=r"accuracies\[0\]"):
         select_setting(["a", "b"], ["0.5", "0.6"])
+    with pytest.raises(TypeError, match=r"accuracies\[1\] must be an accuracy"):
+        select_setting(["a", "b"], [[0.5], "0.6"])
 
 
 @pytest.mark.parametrize(
