@@ -126,6 +126,7 @@ class LossSetting:
     beta: float | None = None
     lam: float | None = None
     eps: float | None = None  # None: GR's default
+    q: float | None = None  # GCE's q; None: GCE_Q
 
     def build(self) -> Any:
         """The ``emphasis_torch`` loss module (used like ``nn.CrossEntropyLoss``)."""
@@ -135,8 +136,8 @@ class LossSetting:
             return emphasis_torch.CCELoss()
         if self.key == "mae":
             return emphasis_torch.MAELoss()
-        if self.key == "gce":
-            return emphasis_torch.GCELoss(q=GCE_Q)
+        if self.key == "gce" or self.q is not None:
+            return emphasis_torch.GCELoss(q=GCE_Q if self.q is None else self.q)
         if self.eps is None:
             return emphasis_torch.GRLoss(beta=self.beta, lam=self.lam)
         return emphasis_torch.GRLoss(beta=self.beta, lam=self.lam, eps=self.eps)

@@ -67,7 +67,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,8 @@ DEFAULT_NOISE = ("symmetric:0.2", "symmetric:0.4", "symmetric:0.6", "pair:0.4")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 DEFAULT_FOLDS = 5
 DEFAULT_WARMUP_EPOCHS = 20
-DEFAULT_OUT = Path(__file__).resolve().parent / "runs" / "label_issues"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "reference_training" / "runs" / "label_issues"
 #: Streams of a seed beside digits_benchmark's (noise 1, batch order 2).
 PAIR_STREAM, FOLD_STREAM, SUBSET_SEED = 3, 4, 0
 QUICK = {
@@ -236,10 +237,12 @@ def train_jobs(
     bar: Any,
     desc: str,
     last_epoch: int | None = None,
+    on_epoch: Callable[[int, Any], None] | None = None,
 ) -> float:
     """Train ``jobs`` together as one stacked network (each with its own weights, loss, labels,
     examples and batch order); fill in their results; return the wall time. ``last_epoch``:
-    stop after it (the learning rate still follows the whole schedule's)."""
+    stop after it (the learning rate still follows the whole schedule's). ``on_epoch(epoch,
+    model)`` runs after each epoch (1-based), e.g. to evaluate the stacked model."""
     import torch
 
     start_time = time.perf_counter()
@@ -308,6 +311,9 @@ def train_jobs(
         for j in jobs:
             if j.track and epoch == j.warmup_epochs:
                 j.warmup = copy.deepcopy(j.dynamics)
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
         bar.update(1)
 
     model.eval()
@@ -887,15 +893,9 @@ def plot_scores(path: Path, plot: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m reference_training.label_issues",
-        description=(
-            "Find the flipped labels of scikit-learn's digits with emphasis.TrainingDynamics (GR "
-            "and CCE runs) and with cleanlab (5-fold CCE), relabel them and retrain; write "
-            "results.csv, summary.md and scores.png."
-        ),
-    )
+def add_training_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options of a run of stacked digits models that this script shares with
+    choose_settings: noise settings, seeds, schedule, data size, threads, output folder."""
     parser.add_argument(
         "--noise",
         type=parse_noise,
@@ -928,12 +928,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"(default: {digits.DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
-        "--folds",
-        type=digits._positive_int,
-        default=DEFAULT_FOLDS,
-        help=f"cross-validation folds for cleanlab's pred_probs (default: {DEFAULT_FOLDS})",
-    )
-    parser.add_argument(
         "--train-size",
         type=digits._positive_int,
         default=None,
@@ -945,8 +939,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_OUT,
-        help="output directory (default: reference_training/runs/label_issues)",
+        default=out,
+        help=f"output directory (default: {out.relative_to(ROOT)})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what :func:`add_training_arguments`' types cannot: repeats, a warm-up too long."""
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
+    if len(set(args.noise)) != len(args.noise):
+        parser.error("--noise: a noise setting is given twice")
+    if args.warmup_epochs > args.epochs:
+        parser.error(
+            f"--warmup-epochs ({args.warmup_epochs}) must be at most --epochs ({args.epochs})"
+        )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_training.label_issues",
+        description=(
+            "Find the flipped labels of scikit-learn's digits with emphasis.TrainingDynamics (GR "
+            "and CCE runs) and with cleanlab (5-fold CCE), relabel them and retrain; write "
+            "results.csv, summary.md and scores.png."
+        ),
+    )
+    add_training_arguments(parser, DEFAULT_OUT)
+    parser.add_argument(
+        "--folds",
+        type=digits._positive_int,
+        default=DEFAULT_FOLDS,
+        help=f"cross-validation folds for cleanlab's pred_probs (default: {DEFAULT_FOLDS})",
     )
     parser.add_argument(
         "--quick",
@@ -954,7 +979,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds, to check the set-up: symmetric:0.4, seed 0, 6 epochs (warm-up 3), "
         "400 training images (explicit options still win)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--warmup-only",
         action="store_true",
@@ -978,14 +1002,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name, value in QUICK.items():
             if f"--{name.replace('_', '-')}" not in given:
                 setattr(args, name, parse_noise_list(value) if name == "noise" else value)
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
-    if len(set(args.noise)) != len(args.noise):
-        parser.error("--noise: a noise setting is given twice")
-    if args.warmup_epochs > args.epochs:
-        parser.error(
-            f"--warmup-epochs ({args.warmup_epochs}) must be at most --epochs ({args.epochs})"
-        )
+    check_training_arguments(parser, args)
     if args.folds < 2:
         parser.error(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
     smallest = args.folds * NUM_CLASSES * 2
