@@ -23,14 +23,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from emphasis.suggest import _check_num_classes
 
 __all__ = ["Selection", "estimate_clean_accuracy", "select_setting"]
 
 
-class Selection(NamedTuple):
+@dataclass(frozen=True)
+class Selection:
     """The result of :func:`select_setting`.
 
     Attributes
@@ -93,7 +95,7 @@ def select_setting(
     Returns
     -------
     Selection
-        ``(index, candidate, accuracy, epoch_index, tied)``.
+        ``index``, ``candidate``, ``accuracy``, ``epoch_index``, ``tied``.
 
     Examples
     --------
@@ -121,9 +123,7 @@ def select_setting(
     return Selection(index, candidates[index], best[index], epoch_index, tied)
 
 
-def estimate_clean_accuracy(
-    noisy_accuracy: float, *, noise_rate: float, num_classes: int
-) -> float:
+def estimate_clean_accuracy(noisy_accuracy: float, *, noise_rate: float, num_classes: int) -> float:
     """The clean accuracy that a noisy-validation accuracy means under symmetric noise.
 
     Inverts ``acc_noisy = (1 - r) acc + r (1 - acc) / (K - 1)`` (the paper's symmetric

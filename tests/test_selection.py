@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -209,11 +210,14 @@ def test_candidates_bad_noise_rate(rate, error: type, k: int) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_selection_is_a_named_tuple() -> None:
+def test_selection_is_a_frozen_record() -> None:
     pick = select_setting(["a", "b"], [0.2, 0.3])
     assert isinstance(pick, Selection)
-    assert Selection._fields == ("index", "candidate", "accuracy", "epoch_index", "tied")
-    assert tuple(pick) == (1, "b", 0.3, None, (1,))
+    fields = [f.name for f in dataclasses.fields(Selection)]
+    assert fields == ["index", "candidate", "accuracy", "epoch_index", "tied"]
+    assert dataclasses.astuple(pick) == (1, "b", 0.3, None, (1,))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pick.index = 0  # type: ignore[misc]
     assert emphasis.select_setting is select_setting
     assert emphasis.Selection is Selection
 
