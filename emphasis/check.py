@@ -314,12 +314,20 @@ def reduce_per_example(
     return kernel.reduce_losses(losses, cast(valid, compute), reduction, xp)
 
 
-def discover_backends() -> tuple[list[Backend], list[str]]:
-    """The backends the installed adapters announce, and why the others were skipped."""
+def discover_backends(
+    load: Callable[[str], bool] = lambda entry: True,
+) -> tuple[list[Backend], list[str]]:
+    """The backends the installed adapters announce, and why the others were skipped.
+
+    ``load(entry name)`` False leaves an entry unloaded (its adapter, and framework,
+    unimported) and unreported: ``--backends torch`` imports no TensorFlow.
+    """
     found, skipped = [], []
     for entry in sorted(
         importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
     ):
+        if not load(entry.name):
+            continue
         if importlib.util.find_spec(entry.name) is None:
             skipped.append(f"{entry.value.split('.')[0]}: {entry.name} is not installed")
             continue
@@ -392,8 +400,13 @@ def run(
     all_cases = cases(seed, count)
     results = []
     load_triton_first()
-    announced, skipped = discover_backends()
     keras_child = backends is not None and list(backends) == ["keras"]
+    # Keras's other backends run in children: the parent loads only the entries of the
+    # backends it runs itself ("torch[triton]" is the torch entry's).
+    in_parent = None if backends is None else [b for b in backends if not b.startswith("keras[")]
+    announced, skipped = discover_backends(
+        lambda entry: in_parent is None or any(b.split("[")[0] == entry for b in in_parent)
+    )
     if keras_child:  # a child for one Keras backend
         in_process = [b for b in announced if b.name == "keras"]
     else:
@@ -408,7 +421,9 @@ def run(
             continue
         chosen = all_cases + edge_cases(seed) if backend.edge_cases and edge else all_cases
         results.extend(_run_backend(backend, chosen, progress, modes))
-    has_keras = any(b.name == "keras" for b in announced)
+    has_keras = importlib.util.find_spec("keras") is not None and any(
+        e.name == "keras" for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    )
     for name in KERAS_CHILD_BACKENDS:
         if keras_child or not has_keras or not wanted(f"keras[{name}]"):
             continue

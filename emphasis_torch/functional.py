@@ -13,7 +13,6 @@ break, no host synchronisation); under ``torch.func.vmap`` they are skipped.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import os
 import warnings
@@ -310,9 +309,9 @@ def check_kernel(kernel: Any) -> str:
     return str(kernel)
 
 
-@functools.cache
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+#: Looked up once at import: a cached function would make torch.compile warn at every
+#: compilation that it traces through the cache.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def _fused(kernel: str, logits: torch.Tensor, vmapped: bool) -> bool:
@@ -321,7 +320,7 @@ def _fused(kernel: str, logits: torch.Tensor, vmapped: bool) -> bool:
         return False
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     problem = ""
-    if not _triton_installed():
+    if not TRITON_INSTALLED:
         problem = 'Triton is not installed (pip install "triton")'
     elif logits.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         problem = f"it computes 16- and 32-bit floats, got {logits.dtype}"

@@ -50,7 +50,7 @@ def test_modes_filter_skips_and_edge_cases(monkeypatch):
         _fake("fake", "numpy", ["eager", "other"], edge_cases=True),
         _fake("absent", "no_such_module_for_emphasis", ["eager"]),
     ]
-    monkeypatch.setattr(check, "discover_backends", lambda: (announced, []))
+    monkeypatch.setattr(check, "discover_backends", lambda *_: (announced, []))
     monkeypatch.setattr(check, "KERAS_CHILD_BACKENDS", ())
     monkeypatch.setattr(check, "EDGE_WIDTHS", (1, 17))  # keep the NumPy reference quick
     messages: list[str] = []

@@ -180,6 +180,22 @@ def test_check_cli_reports_json_and_exit_status():
     assert all(r["verdict"] == "ok" and r["cases"] == 4 for r in rows)
 
 
+def test_check_of_one_backend_imports_no_other_framework():
+    # Each adapter announces its backends through an entry point; only the chosen ones load.
+    pytest.importorskip("torch")
+    script = (
+        "import sys; from emphasis import check; "
+        "rows = check.run(backends=['torch'], count=2, modes=['eager'], edge=False); "
+        "assert rows and all(r.ok for r in rows), rows; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_check_flags_a_wrong_backend(monkeypatch):
     """The comparison itself must be able to fail: a gradient off by 1e-6 in float64."""
 
@@ -193,7 +209,7 @@ def test_check_flags_a_wrong_backend(monkeypatch):
         return run
 
     fake = check.Backend("fake", "numpy", lambda: [("eager", "float64")], wrong_runner)
-    monkeypatch.setattr(check, "discover_backends", lambda: ([fake], []))
+    monkeypatch.setattr(check, "discover_backends", lambda *_: ([fake], []))
     monkeypatch.setattr(check, "KERAS_CHILD_BACKENDS", ())
     results = check.run(count=4)
     assert len(results) == 1 and not results[0].ok

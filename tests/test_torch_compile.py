@@ -221,3 +221,17 @@ def test_double_backward_through_a_model_raises():
     )
     with pytest.raises(RuntimeError, match="support one backward pass only"):
         grads[0].pow(2).sum().backward()
+
+
+def test_compiling_warns_nothing():
+    # A functools cache in the kernel choice made Dynamo warn (UserWarning) at every
+    # compilation. (torch 2.13's Dynamo itself raises a DeprecationWarning about
+    # instantiating autograd Functions: not ours, eager calls never instantiate them.)
+    import warnings
+
+    torch._dynamo.reset()
+    compiled = torch.compile(emphasis_torch.gr_loss, fullgraph=True, backend="eager")
+    z, y = _batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _grad(compiled, z, y)
