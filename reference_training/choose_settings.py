@@ -575,14 +575,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "curves/*.npz of a finished run in DIR (the noise settings of --noise)",
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
-        for name, value in QUICK.items():
-            if f"--{name.replace('_', '-')}" not in given:
-                setattr(
-                    args, name, label_issues.parse_noise_list(value) if name == "noise" else value
-                )
-    label_issues.check_training_arguments(parser, args)
+    label_issues.check_training_arguments(parser, args, argv, QUICK)
     if digits.GCE_Q not in args.gce_q:
         parser.error(f"--gce-q must include GCE's usual q = {digits.GCE_Q:g} (the GCE row)")
     if len(set(args.gce_q)) != len(args.gce_q):

@@ -945,8 +945,19 @@ def add_training_arguments(parser: argparse.ArgumentParser, out: Path) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse what :func:`add_training_arguments`' types cannot: repeats, a warm-up too long."""
+def check_training_arguments(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    quick: dict[str, Any],
+) -> None:
+    """Apply ``--quick`` (the values of ``quick`` for the options not given in ``argv``), then
+    refuse what :func:`add_training_arguments`' types cannot: repeats, a warm-up too long."""
+    if args.quick:
+        given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
+        for name, value in quick.items():
+            if f"--{name.replace('_', '-')}" not in given:
+                setattr(args, name, parse_noise_list(value) if name == "noise" else value)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
     if len(set(args.noise)) != len(args.noise):
@@ -997,12 +1008,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "run later, or settings run side by side); --out may be one of them",
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        given = {a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])}
-        for name, value in QUICK.items():
-            if f"--{name.replace('_', '-')}" not in given:
-                setattr(args, name, parse_noise_list(value) if name == "noise" else value)
-    check_training_arguments(parser, args)
+    check_training_arguments(parser, args, argv, QUICK)
     if args.folds < 2:
         parser.error(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
     smallest = args.folds * NUM_CLASSES * 2

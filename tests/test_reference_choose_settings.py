@@ -10,12 +10,12 @@ arguments. Also runs the README's example of choosing a setting (NumPy only).
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _marks import needs_torch
 from _readme import run_python_block
 
 import emphasis
@@ -31,12 +31,6 @@ def test_readme_example_runs(capsys):
     # The estimate of the clean accuracy, from noisy labels alone, is near the test accuracy.
     estimated, test = (float(v) for v in re.findall(r"\d\.\d{3}", second))
     assert abs(estimated - test) < 0.1
-
-
-def needs_torch(test):
-    test = pytest.mark.torch(test)
-    missing = [n for n in ("torch", "sklearn", "tqdm") if importlib.util.find_spec(n) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")(test)
 
 
 TINY = [

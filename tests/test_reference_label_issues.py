@@ -9,7 +9,6 @@ the README's "Finding the wrong labels" example (NumPy only).
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _marks import needs_torch
 from _readme import run_python_block
 
 
@@ -26,13 +26,6 @@ def test_readme_example_runs(capsys):
     assert printed, "the example prints its results"
     assert 0.2 < namespace["estimate"].rate < 0.4
     assert (namespace["beta"], namespace["lam"]) == (16.0, 1.0)  # suggest(~0.3, 10)
-
-
-#: Everything below trains (or parses the arguments of) the script: torch, scikit-learn, tqdm.
-def needs_torch(test):
-    test = pytest.mark.torch(test)
-    missing = [n for n in ("torch", "sklearn", "tqdm") if importlib.util.find_spec(n) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")(test)
 
 
 TINY = [

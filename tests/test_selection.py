@@ -170,17 +170,19 @@ def test_candidates_accept_numpy_scalars() -> None:
     assert candidate_settings(np.int32(100)) == grid_pairs(100)
 
 
-@pytest.mark.parametrize(
-    ("k", "error"),
-    [
-        (1, ValueError),
-        (0, ValueError),
-        (True, TypeError),
-        (2.5, TypeError),
-        ("10", TypeError),
-        ([10], TypeError),
-    ],
-)
+#: num_classes values refused by candidate_settings and estimate_clean_accuracy alike.
+BAD_NUM_CLASSES = [
+    (1, ValueError),
+    (0, ValueError),
+    (True, TypeError),
+    (2.5, TypeError),
+    ("10", TypeError),
+    ([10], TypeError),
+    (None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("k", "error"), BAD_NUM_CLASSES)
 @pytest.mark.parametrize("rate", [None, 0.2])
 def test_candidates_bad_num_classes(k, error: type, rate) -> None:
     with pytest.raises(error, match="num_classes"):
@@ -622,17 +624,7 @@ def test_estimate_bad_noise_rate(rate, error: type) -> None:
         estimate_clean_accuracy(0.5, noise_rate=rate, num_classes=10)
 
 
-@pytest.mark.parametrize(
-    ("k", "error"),
-    [
-        (1, ValueError),
-        (0, ValueError),
-        (True, TypeError),
-        (2.5, TypeError),
-        ("10", TypeError),
-        (None, TypeError),
-    ],
-)
+@pytest.mark.parametrize(("k", "error"), BAD_NUM_CLASSES)
 def test_estimate_bad_num_classes(k, error: type) -> None:
     with pytest.raises(error, match="num_classes"):
         estimate_clean_accuracy(0.5, noise_rate=0.2, num_classes=k)
