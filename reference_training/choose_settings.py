@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import platform
 import shlex
 import sys
@@ -90,6 +91,7 @@ METHODS = {
     "gr-suggest-est": "GR, suggest(estimated r)",
     "gr-pick": "GR, picked on noisy val. (ties: suggest(true r))",
     "gr-pick-est": "GR, picked on noisy val. (ties: suggest(estimated r))",
+    "gr-pick-se": "GR, picked within one standard error (ties: suggest(true r))",
     "gr-oracle": "GR, best grid setting by test accuracy (oracle)",
 }
 COLUMNS = (
@@ -162,6 +164,8 @@ class Curves:
     realised_rate: np.ndarray  # (S,) on the training part
     val_size: int
     train_s: float
+    command: str = ""  # the command that trained them
+    threads: int = 0  # its torch threads
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +181,8 @@ class Curves:
             realised_rate=self.realised_rate,
             val_size=self.val_size,
             train_s=self.train_s,
+            command=self.command,
+            threads=self.threads,
         )
 
     @classmethod
@@ -193,6 +199,8 @@ class Curves:
                 realised_rate=saved["realised_rate"],
                 val_size=int(saved["val_size"]),
                 train_s=float(saved["train_s"]),
+                command=str(saved["command"]) if "command" in saved else "",
+                threads=int(saved["threads"]) if "threads" in saved else 0,
             )
 
 
@@ -290,6 +298,7 @@ def choose(curves: Curves, noise: label_issues.Noise) -> list[dict[str, Any]]:
         orders = {
             "gr-pick": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, noise.rate)],
             "gr-pick-est": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, rate_hat)],
+            "gr-pick-se": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, noise.rate)],
             "gce-pick": [gce_key(q) for q in gce_order(gce_qs)],
         }
         fixed = {
@@ -307,11 +316,14 @@ def choose(curves: Curves, noise: label_issues.Noise) -> list[dict[str, Any]]:
                 else:
                     candidates = orders[method]
                 curves_of = [curves.val_noisy[s, index[k]] for k in candidates]
+                scores = [c[-1] for c in curves_of] if regime == "final" else curves_of
+                pick = emphasis.select_setting(candidates, scores)
+                if method == "gr-pick-se":  # the binomial standard error at the best accuracy
+                    error = math.sqrt(pick.accuracy * (1 - pick.accuracy) / curves.val_size)
+                    pick = emphasis.select_setting(candidates, scores, tolerance=error)
                 if regime == "final":
-                    pick = emphasis.select_setting(candidates, [c[-1] for c in curves_of])
                     epoch = curves.val_noisy.shape[2] - 1
                 else:
-                    pick = emphasis.select_setting(candidates, curves_of)
                     epoch = pick.epoch_index
                 m = index[pick.candidate]
                 rows.append(
@@ -510,15 +522,17 @@ def header_lines(
 ) -> list[str]:
     first = curves[noises[0].name]
     train_s = sum(c.train_s for c in curves.values())
+    trained_by = sorted({c.command for c in curves.values()} - {command, ""})
     import torch
 
     return [
         "# Choosing beta and lam from noisy labels alone (digits)",
         "",
         f"Command: `{command}`  ",
+        *(f"Trained by: `{c}`  " for c in trained_by),
         f"Training time: {train_s / 60:.1f} min ({train_s:.0f} s) with "
-        f"{torch.get_num_threads()} torch threads ({platform.machine()}, torch "
-        f"{torch.__version__}).",
+        f"{max(c.threads for c in curves.values()) or torch.get_num_threads()} torch threads "
+        f"({platform.machine()}, torch {torch.__version__}).",
         "",
         f"Per seed and noise setting: a stratified noisy validation split of {first.val_size} "
         f"images held out of the training set; {len(first.keys)} models trained on the rest "
@@ -625,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import torch
     from tqdm.auto import tqdm
 
     out: Path = args.out
@@ -666,6 +681,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             result = train_noise(
                 noise, args.seeds, keys, data, settings, args.val_fraction, bar, desc
             )
+            result.command, result.threads = command, torch.get_num_threads()
             result.save(curves_path(out, noise))  # after each setting: a stop keeps it
             curves[noise.name] = result
             bar.write(

@@ -10,6 +10,7 @@ arguments. Also runs the README's example of choosing a setting (NumPy only).
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -89,14 +90,19 @@ def test_curves_are_saved_per_noise_setting(tiny_run):
         np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
         assert ((curves.rate_estimate >= 0) & (curves.rate_estimate <= 1)).all()
         np.testing.assert_allclose(curves.realised_rate, 0.4, atol=0.1)
+        assert curves.command.startswith("python -m reference_training.choose_settings --noise")
+        assert curves.threads == 1
 
 
-def _expected_pick(curves, seed_index, keys, regime):
-    """select_setting's rule by hand: the best score, the first candidate and epoch on ties."""
+def _expected_pick(curves, seed_index, keys, regime, standard_error=False):
+    """select_setting's rule by hand: the best score, the first candidate and epoch on ties
+    (within one binomial standard error of the best with ``standard_error``)."""
     index = [curves.keys.index(k) for k in keys]
     val = curves.val_noisy[seed_index][index]  # (n, E)
     scores = val[:, -1] if regime == "final" else val.max(1)
-    first = int(np.flatnonzero(scores == scores.max())[0])
+    top = scores.max()
+    tolerance = math.sqrt(top * (1 - top) / curves.val_size) if standard_error else 0.0
+    first = int(np.flatnonzero(scores >= top - tolerance)[0])
     epoch = val.shape[1] - 1 if regime == "final" else int(np.argmax(val[first]))
     return keys[first], epoch
 
@@ -114,6 +120,7 @@ def test_every_choice_follows_the_noisy_validation_curves(tiny_run):
             orders = {
                 "gr-pick": emphasis.candidate_settings(10, 0.4),
                 "gr-pick-est": emphasis.candidate_settings(10, rate_hat),
+                "gr-pick-se": emphasis.candidate_settings(10, 0.4),
             }
             for row in rows:
                 if row["noise"] != noise.name or int(row["seed"]) != seed:
@@ -125,13 +132,15 @@ def test_every_choice_follows_the_noisy_validation_curves(tiny_run):
                     keys = ["gce:0.7", "gce:0.3"]  # 0.7 first: the tie-break
                 else:
                     continue
-                choice, epoch = _expected_pick(curves, s, keys, regime)
+                choice, epoch = _expected_pick(
+                    curves, s, keys, regime, standard_error=method == "gr-pick-se"
+                )
                 assert row["choice"] == choice and int(row["epoch"]) == epoch + 1
                 m = curves.keys.index(choice)
                 assert float(row["test_acc"]) == pytest.approx(curves.test[s, m, epoch])
                 assert float(row["val_noisy_acc"]) == pytest.approx(curves.val_noisy[s, m, epoch])
                 checked += 1
-    assert checked == 2 * 2 * 2 * 3
+    assert checked == 2 * 2 * 2 * 4
 
 
 @needs_torch
