@@ -6,10 +6,14 @@ is an increasing affine function of its accuracy on the true ones,
 
     acc_noisy = (1 - r) acc + r (1 - acc) / (K - 1),
 
-and the same holds for class-conditional noise whose transition matrix is diagonally
-dominant. So the setting (and the epoch) with the best accuracy on a held-out split with
-noisy labels is, up to the sampling noise of that split, the one with the best clean
-accuracy. Hold the split out of training, never relabel it, and draw it from the same
+so the setting (and the epoch) with the best accuracy on a held-out split with noisy labels
+is, up to the sampling noise of that split, the one with the best clean accuracy. Not so
+under *pair* (class-conditional) noise, where every wrong label of class k is k + 1:
+there ``acc_noisy = (1 - r) acc + r P(prediction = y + 1)``, so a model that has learned
+the confusion earns credit for its errors. Measured on digits at pair 40% noise (MLP, 5
+seeds), choosing GR's setting this way ended 6.3 points below the best grid setting (10.8
+when stopping early), while at symmetric 20-60% it was never more than 0.5 points below
+it (2.2 when stopping early). Hold the split out of training, never relabel it, and draw it from the same
 (noisy) data as the training set.
 
 :func:`select_setting` takes the accuracies of any candidates (GR's ``(beta, lam)`` from

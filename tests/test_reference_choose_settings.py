@@ -238,3 +238,32 @@ def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         cs.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+@needs_torch
+def test_the_committed_results_rebuild_from_their_curves(tmp_path):
+    # The README's tables come from reference_training/results/choose_settings: its
+    # summary.md is what --report-from computes from the saved curves.
+    from reference_training import choose_settings as cs
+
+    results = Path(cs.__file__).resolve().parent / "results" / "choose_settings"
+    assert cs.main(["--report-from", str(results), "--out", str(tmp_path)]) == 0
+    rebuilt = (tmp_path / "summary.md").read_text().split("## Test accuracy", 1)[1]
+    assert (results / "summary.md").read_text().split("## Test accuracy", 1)[1] == rebuilt
+    assert (
+        "Trained by: `python -m reference_training.choose_settings --threads 2"
+        in (results / "summary.md").read_text()
+    )
+    readme = (Path(cs.__file__).resolve().parents[1] / "README.md").read_text()
+    for row in _rows(tmp_path / "results.csv"):
+        assert row["val_noisy_acc"] and 0.0 <= float(row["test_acc"]) <= 1.0
+    picked = [
+        cs._mean(_rows_as_numbers(tmp_path / "results.csv"), name, "final", "gr-pick")
+        for name in ("symmetric 20%", "symmetric 40%", "symmetric 60%", "pair 40%")
+    ]
+    assert [f"{v:.1f}" for v in picked] == ["96.1", "92.6", "75.8", "72.8"]
+    assert "| **GR, picked** | **96.1 ± 0.7** | **92.6 ± 1.8** | **75.8 ± 2.2** |" in readme
+
+
+def _rows_as_numbers(path: Path) -> list[dict]:
+    return [dict(r, test_acc=float(r["test_acc"])) for r in _rows(path)]
