@@ -137,8 +137,8 @@ def estimate_clean_accuracy(noisy_accuracy: float, *, noise_rate: float, num_cla
 
     Needs ``r < (K - 1) / K`` (beyond it noisy labels carry no signal). Sampling noise of the
     split is amplified by ``1 / (1 - r K / (K - 1))`` (1.8x at r = 0.4, K = 10), and the
-    result is not clipped to [0, 1]. For other noise (pair, class-conditional) the map is
-    different: use it to compare with the same model's rate, not across noise types.
+    result is not clipped to [0, 1]. Under other noise (pair, class-conditional) the map
+    is different, and this estimate does not apply.
 
     Examples
     --------
