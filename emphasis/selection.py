@@ -116,14 +116,14 @@ def select_setting(
         raise TypeError(f"candidates must be a sequence (a list of settings), got {candidates!r}")
     if len(candidates) == 0:
         raise ValueError("candidates is empty: give at least one setting to choose from")
-    scores = _curves(accuracies, len(candidates))
+    scores, given_curves = _curves(accuracies, len(candidates))
     tolerance = _tolerance(tolerance)
     best = [max(curve) for curve in scores]
     top = max(best)
     tied = tuple(i for i, score in enumerate(best) if score >= top - tolerance)
     index = tied[0]
     curve = scores[index]
-    epoch_index = curve.index(best[index]) if _given_curves(accuracies) else None
+    epoch_index = curve.index(best[index]) if given_curves else None
     return Selection(index, candidates[index], best[index], epoch_index, tied)
 
 
@@ -159,10 +159,6 @@ def estimate_clean_accuracy(noisy_accuracy: float, *, noise_rate: float, num_cla
     return (acc - other) / (1.0 - rate - other)
 
 
-def _given_curves(accuracies: Sequence[Any]) -> bool:
-    return not _is_number(accuracies[0])
-
-
 def _is_number(value: Any) -> bool:
     """A real scalar: Python, NumPy, or a 0-d array/tensor of any framework (not bool)."""
     if isinstance(value, bool):
@@ -182,8 +178,9 @@ def _is_curve(value: Any) -> bool:
     return hasattr(value, "__len__") and hasattr(value, "__iter__")
 
 
-def _curves(accuracies: Any, count: int) -> list[list[float]]:
-    """Each candidate's accuracies as a list of floats (one entry for a single accuracy)."""
+def _curves(accuracies: Any, count: int) -> tuple[list[list[float]], bool]:
+    """Each candidate's accuracies as a list of floats (one entry for a single accuracy), and
+    whether curves were given."""
     if isinstance(accuracies, (str, bytes)) or not hasattr(accuracies, "__len__"):
         raise TypeError(
             f"accuracies must be a sequence with one accuracy or one curve per candidate, "
@@ -194,7 +191,7 @@ def _curves(accuracies: Any, count: int) -> list[list[float]]:
             f"accuracies has {len(accuracies)} entries for {count} candidates: "
             "give one accuracy (or one curve) per candidate, in the same order"
         )
-    curves = _given_curves(accuracies)
+    curves = not _is_number(accuracies[0])
     result = []
     for i, entry in enumerate(accuracies):
         if not (_is_number(entry) or _is_curve(entry)):
@@ -217,7 +214,7 @@ def _curves(accuracies: Any, count: int) -> list[list[float]]:
                 for j, v in enumerate(values)
             ]
         )
-    return result
+    return result, curves
 
 
 def _fraction(name: str, value: Any) -> float:

@@ -45,7 +45,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import platform
 import shlex
@@ -94,22 +93,6 @@ METHODS = {
     "gr-pick-se": "GR, picked within one standard error (ties: suggest(true r))",
     "gr-oracle": "GR, best grid setting by test accuracy (oracle)",
 }
-COLUMNS = (
-    "noise",
-    "kind",
-    "rate",
-    "seed",
-    "regime",
-    "method",
-    "choice",
-    "epoch",
-    "val_noisy_acc",
-    "val_intact_acc",
-    "test_acc",
-    "best_test_acc",
-    "rate_estimate",
-    "realised_rate",
-)
 
 
 # ---------------------------------------------------------------------------
@@ -295,10 +278,11 @@ def choose(curves: Curves, noise: label_issues.Noise) -> list[dict[str, Any]]:
     oracle = {regime: _oracle(curves, grid, index, regime) for regime in REGIMES}
     for s, seed in enumerate(curves.seeds):
         rate_hat = float(curves.rate_estimate[s])
+        around_true = [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, noise.rate)]
         orders = {
-            "gr-pick": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, noise.rate)],
+            "gr-pick": around_true,
             "gr-pick-est": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, rate_hat)],
-            "gr-pick-se": [gr_key(c) for c in emphasis.candidate_settings(NUM_CLASSES, noise.rate)],
+            "gr-pick-se": around_true,
             "gce-pick": [gce_key(q) for q in gce_order(gce_qs)],
         }
         fixed = {
@@ -510,13 +494,6 @@ def _setting_words(key: str) -> str:
     return f"({key[3:].replace(',', ', ')})"
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def header_lines(
     command: str, noises: Sequence[label_issues.Noise], curves: dict[str, Curves]
 ) -> list[str]:
@@ -690,7 +667,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             )
         bar.close()
     rows = [row for noise in args.noise for row in choose(curves[noise.name], noise)]
-    write_csv(out / "results.csv", rows)
+    digits.write_csv(out / "results.csv", rows)
     text = summary_markdown(rows, args.noise, curves, header_lines(command, args.noise, curves))
     (out / "summary.md").write_text(text + "\n", encoding="utf-8")
     print()
