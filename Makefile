@@ -22,7 +22,7 @@ help:
 	@echo "make demo       create .venv if missing, run the digits label-noise benchmark (CPU, minutes)"
 	@echo "make figure     create .venv if missing, draw figure1.png (weight curves of CCE/MAE/GCE/GR)"
 	@echo "make test       create .venv if missing, run ruff, ruff format --check, mypy and pytest"
-	@echo "make venv       create .venv: torch 2.13.0 and tensorflow-cpu, then emphasis[torch,keras,jax,plot,benchmark,test] (editable)"
+	@echo "make venv       create .venv: torch 2.13.0 and tensorflow-cpu, then emphasis[torch,keras,jax,plot,benchmark,test,docs,recipes] (editable)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     ruff format and import sorting (rewrites files)"
 	@echo "make clean      remove caches and build outputs (keeps .venv)"
@@ -37,7 +37,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)" "$(TF)" "$(TRITON)"
-	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,benchmark,test]"
+	$(BIN)/python -m pip install -e ".[torch,keras,jax,plot,benchmark,test,docs,recipes]"
 	touch $(STAMP)
 
 test: venv
