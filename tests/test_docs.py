@@ -3,7 +3,8 @@
 The blocks of one page run in order in one namespace, so a page can build up an example. A
 page whose blocks import a framework that is not installed skips. Code that is not meant to
 run (shell commands, output, fragments) is written as ```text, ```bash, ```sh or ```console.
-docs/recipes/ has its own tests.
+A block that another test runs with its own checks is marked by an HTML comment just above
+it, ``<!-- docs-test: skip (...) -->``, and left to that test. docs/recipes/ has its own tests.
 """
 
 from __future__ import annotations
@@ -42,8 +43,18 @@ def _pages() -> list[Path]:
 
 def blocks(page: Path) -> list[str]:
     """The ```python blocks of ``page``, in order (indented ones of a list item too)."""
-    found = BLOCK.finditer(page.read_text())
-    return [textwrap.dedent(m.group(2)) for m in found]
+    text = page.read_text()
+    return [textwrap.dedent(m.group(2)) for m in BLOCK.finditer(text) if not _skipped(text, m)]
+
+
+def _skipped(text: str, block: re.Match[str]) -> bool:
+    """Whether the comments just above ``block`` (blank lines between) say docs-test: skip."""
+    for line in reversed(text[: block.start()].splitlines()):
+        if line.strip() and not re.fullmatch(r"\s*<!--.*-->\s*", line):
+            return False
+        if "docs-test: skip" in line:
+            return True
+    return False
 
 
 PAGES = [p for p in _pages() if blocks(p)]
@@ -51,6 +62,13 @@ PAGES = [p for p in _pages() if blocks(p)]
 
 def test_some_pages_have_python():
     assert ROOT / "README.md" in PAGES and len(PAGES) >= 5
+
+
+def test_a_skip_comment_skips_only_its_block():
+    jax_page = ROOT / "docs" / "jax.md"
+    assert "<!-- docs-test: skip" in jax_page.read_text()
+    assert not any("nnx" in block for block in blocks(jax_page))  # the Flax example
+    assert any("value_and_grad" in block for block in blocks(jax_page))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
