@@ -14,6 +14,9 @@ TF     := tensorflow-cpu==2.21.*
 # The version torch 2.13's CUDA build pins; on CPU its kernels run in the interpreter
 # (TRITON_INTERPRET=1), which is how tests/test_triton.py checks them without a GPU.
 TRITON := triton==3.7.1
+# The API pages import the adapters: TensorFlow's C++ log down to errors (a start-up line or two
+# still prints), and mkdocs-material's end-of-life notice off.
+MKDOCS := TF_CPP_MIN_LOG_LEVEL=2 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint format docs demo figure clean distclean
@@ -45,7 +48,7 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy emphasis emphasis_torch/_namespace.py emphasis_tf/_namespace.py
-	$(BIN)/mkdocs build --strict --quiet --site-dir site
+	$(MKDOCS) build --strict --quiet --site-dir site
 	$(BIN)/pytest -q
 
 lint: venv
@@ -59,7 +62,7 @@ format: venv
 
 # The documentation site (mkdocs.yml, docs/): warnings are errors.
 docs: venv
-	$(BIN)/mkdocs build --strict --site-dir site
+	$(MKDOCS) build --strict --site-dir site
 
 # The main job: CCE, MAE, GCE and GR on scikit-learn's digits with 0-60% label noise; writes
 # results.csv, curves.csv, summary.md and curves.png to reference_training/runs/digits.
