@@ -326,8 +326,9 @@ class GRLoss(_EmphasisLoss):
             does not depend on the number of replicas. Has no effect otherwise.
         reduction: Keras's reductions: ``"sum_over_batch_size"`` (default), ``"sum"``,
             ``"mean"``, ``"mean_with_sample_weight"``, ``"none"`` or None.
-        name, dtype: as for ``keras.losses.Loss`` (dtype defaults to floatx;
-            float16/bfloat16 logits under a mixed policy are cast to it).
+        name: as for ``keras.losses.Loss``.
+        dtype: as for ``keras.losses.Loss`` (defaults to floatx; float16/bfloat16
+            logits under a mixed policy are cast to it).
 
     Labels are integer class indices or one-hot rows (decided by shape).
     ``sample_weight`` (``model.fit(class_weight=...)`` included) weights both the

@@ -1,6 +1,6 @@
 """The JAX pattern for per-example dynamics: totals in the train state, updated under jit.
 
-This is the code the README shows (section "Finding the wrong labels", JAX); it must
+This is the code docs/label-issues.md shows (section "Recording the dynamics", JAX); it must
 run as written there.
 """
 
@@ -85,16 +85,17 @@ def test_in_an_optax_style_loop_it_finds_the_flipped_labels():
 
 
 def test_the_readme_pattern_is_this_one():
-    """The README's JAX block runs, given a train state's totals, and records like `record`."""
+    """The JAX block of docs/label-issues.md runs, given a train state's totals, and records like `record`."""
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("### Recording the dynamics in each framework", 1)[1]
-    block = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    page = Path(__file__).resolve().parents[1] / "docs" / "label-issues.md"
+    section = page.read_text().split("## Recording the dynamics in each framework", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    (block,) = [b for b in blocks if "def record(" in b]
     namespace = {"jax": jax, "jnp": jnp, "np": np, "emphasis": emphasis, "C": 3}
     namespace["totals"] = init_totals(4)
-    exec(compile(block, "README JAX dynamics", "exec"), namespace)
+    exec(compile(block, "docs/label-issues.md JAX dynamics", "exec"), namespace)
     logits = jnp.asarray([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     ours = namespace["record"](init_totals(4), jnp.asarray([0, 3]), logits, jnp.asarray([0, 2]))
     theirs = record(init_totals(4), jnp.asarray([0, 3]), logits, jnp.asarray([0, 2]))

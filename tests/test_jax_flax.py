@@ -1,7 +1,7 @@
 """The Flax + optax training step of the JAX docs runs as written and learns.
 
 The code block under the marker ``<!-- emphasis_jax:flax-example -->`` is read from the
-README and executed. It trains a small
+docs/jax.md and executed. It trains a small
 nnx MLP with GR and a traced beta schedule on 4 Gaussian classes with 40% of the labels
 flipped. The checks: the loss is finite, the parameters moved, the model classifies the
 intact labels well above chance (0.25), and the step compiled once over 200 steps.
@@ -26,10 +26,10 @@ pytestmark = pytest.mark.jax
 
 
 def _example_code() -> str:
-    readme = (ROOT / "README.md").read_text()
-    assert MARKER in readme, f"the Flax example ({MARKER}) is not in README.md"
-    match = re.match(r"\s*```python\n(.*?)```", readme.split(MARKER, 1)[1], re.S)
-    assert match, f"no python block after {MARKER} in README.md"
+    page = (ROOT / "docs" / "jax.md").read_text()
+    assert MARKER in page, f"the Flax example ({MARKER}) is not in docs/jax.md"
+    match = re.match(r"\s*```python\n(.*?)```", page.split(MARKER, 1)[1], re.S)
+    assert match, f"no python block after {MARKER} in docs/jax.md"
     return match.group(1)
 
 

@@ -1,4 +1,4 @@
-"""The README's quick start runs as written (NumPy only)."""
+"""The README's quick start and the core page's label-noise example run as written (NumPy only)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_quick_start_runs(capsys):
 
 
 def test_label_noise_example_runs(capsys):
-    run_python_block("Class-dependent noise has its own generators")
+    run_python_block("Class-dependent noise has its own generators", "docs/core.md")
     first, second = capsys.readouterr().out.splitlines()
     assert first == "0.277"
     row = [float(x) for x in second.strip("[]").split()]

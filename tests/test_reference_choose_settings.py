@@ -4,7 +4,7 @@ Runs ``main`` on a tiny setting (two noise settings, two seeds, three epochs, 30
 images) and checks the saved curves, that every choice is the one ``select_setting``'s rule gives
 from the *noisy validation* curves alone (scrambling the test and the intact-label curves changes
 no choice), the oracle, the report and its ``--report-from`` rebuild, and clear errors on bad
-arguments. Also runs the README's example of choosing a setting (NumPy only).
+arguments. Also runs docs/choosing.md's example of choosing a setting (NumPy only).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import emphasis
 
 
 def test_readme_example_runs(capsys):
-    namespace = run_python_block("### Choosing in your own training loop")
+    namespace = run_python_block("## Choosing in your own training loop", "docs/choosing.md")
     pick, curves = namespace["pick"], namespace["curves"]
     assert pick.candidate == namespace["candidates"][pick.index]
     assert pick.accuracy == max(max(c) for c in curves) == curves[pick.index][pick.epoch_index]
@@ -242,7 +242,7 @@ def test_bad_arguments_are_refused(argv, message, capsys):
 
 @needs_torch
 def test_the_committed_results_rebuild_from_their_curves(tmp_path):
-    # The README's tables come from reference_training/results/choose_settings: its
+    # The tables of docs/choosing.md come from reference_training/results/choose_settings: its
     # summary.md is what --report-from computes from the saved curves.
     from reference_training import choose_settings as cs
 
@@ -254,7 +254,7 @@ def test_the_committed_results_rebuild_from_their_curves(tmp_path):
         "Trained by: `python -m reference_training.choose_settings --threads 2"
         in (results / "summary.md").read_text()
     )
-    readme = (Path(cs.__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(cs.__file__).resolve().parents[1] / "docs" / "choosing.md").read_text()
     for row in _rows(tmp_path / "results.csv"):
         assert row["val_noisy_acc"] and 0.0 <= float(row["test_acc"]) <= 1.0
     picked = [

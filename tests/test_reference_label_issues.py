@@ -3,7 +3,7 @@
 Runs ``main`` on a tiny setting (one noise rate, one seed, a few epochs, 300 training images)
 and checks the summary table, the CSV's columns and rows, the plot, the number of trainings of
 each method, that cleanlab was really called, and that bad arguments give clear errors. Also runs
-the README's "Finding the wrong labels" example (NumPy only).
+the "Finding the wrong labels" example of docs/label-issues.md (NumPy only).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from _readme import run_python_block
 
 
 def test_readme_example_runs(capsys):
-    namespace = run_python_block("## Finding the wrong labels")
+    namespace = run_python_block("# Finding the wrong labels", "docs/label-issues.md")
     printed = capsys.readouterr().out.splitlines()
     assert printed, "the example prints its results"
     assert 0.2 < namespace["estimate"].rate < 0.4

@@ -168,9 +168,9 @@ def test_the_readme_example_runs():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("### Recording the dynamics in each framework", 1)[1]
+    page = Path(__file__).resolve().parents[1] / "docs" / "label-issues.md"
+    section = page.read_text().split("## Recording the dynamics in each framework", 1)[1]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {}
-    exec(compile(block, "README torch dynamics", "exec"), namespace)
+    exec(compile(block, "docs/label-issues.md torch dynamics", "exec"), namespace)
     assert namespace["dynamics"].numpy().count.tolist() == [3] * 256
