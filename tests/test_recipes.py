@@ -93,7 +93,14 @@ def test_huggingface_recipe(offline):
     assert ns["gr_difference"] > 1e-2 and ns["plain_difference"] > 1e-2
     assert ns["cce_difference"] < ROUNDING
     assert ns["two_pass_difference"] < ROUNDING
-    measured = ["gr_difference", "cce_difference", "plain_difference", "two_pass_difference"]
+    assert ns["subclass_difference"] < ROUNDING  # the compute_loss override: the same loss
+    measured = [
+        "gr_difference",
+        "cce_difference",
+        "subclass_difference",
+        "plain_difference",
+        "two_pass_difference",
+    ]
     check_quoted(quoted, [ns[k] for k in measured])
 
 
