@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,31 +37,49 @@ def quoted_numbers(text: str) -> list[float]:
 
 
 def run_page(name: str, tmp_path: Path) -> tuple[dict, str, list[float]]:
-    """Runs the page's blocks; returns the namespace, the scripts' stdout and its numbers."""
+    """Runs the page's blocks; returns the namespace, the scripts' output and its numbers.
+
+    The scripts are independent of the other blocks: they start first and run beside them.
+    """
     text = (RECIPES / name).read_text()
     namespace: dict = {"__name__": f"recipe_{Path(name).stem}"}
-    printed = ""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    for index, block in enumerate(BLOCK.findall(text)):
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    blocks, scripts = BLOCK.findall(text), []
+    for block in blocks:
         script = SCRIPT.match(block)
         if script:
-            path = tmp_path / script.group(1)
-            path.write_text(block)
-            done = subprocess.run(
-                [sys.executable, str(path)],
+            file = tmp_path / script.group(1)
+            file.write_text(block)
+            log = file.with_suffix(".log").open("w+")  # stdout and stderr (no pipe to fill)
+            # Its own process group: the DDP workers it launches end with it.
+            process = subprocess.Popen(
+                [sys.executable, file.name],
                 cwd=tmp_path,
                 env=env,
-                capture_output=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 text=True,
-                timeout=300,
+                start_new_session=True,
             )
-            assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-            printed += done.stdout
-        else:
-            exec(compile(block, f"{name}, block {index}", "exec"), namespace)
+            scripts.append((process, log))
+    try:
+        for index, block in enumerate(blocks):
+            if not SCRIPT.match(block):
+                exec(compile(block, f"{name}, block {index}", "exec"), namespace)
+        for process, _ in scripts:
+            process.wait(timeout=300)
+    finally:
+        for process, log in scripts:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
+    printed = ""
+    for process, log in scripts:
+        output = Path(log.name).read_text()
+        assert process.returncode == 0, output[-8000:]
+        printed += output
     return namespace, printed, quoted_numbers(text)
 
 
