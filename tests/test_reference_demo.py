@@ -33,6 +33,7 @@ def test_tiny_demo_prints_the_table_and_writes_outputs(
         assert f"| {label} |" in printed
     assert "r = 40%: (β=16, λ=1)" in printed  # emphasis.suggest(0.4, 10)
     assert f"batch 128, {TINY_EPOCHS} epochs" in printed
+    assert f"demo: {TINY_EPOCHS} epochs instead of the full benchmark's 150" in printed
     assert "python reference_training/digits_benchmark.py --rates 0.4 --losses cce gce" in printed
 
     with (tmp_path / "results.csv").open(newline="") as handle:
@@ -52,7 +53,7 @@ def test_tiny_demo_prints_the_table_and_writes_outputs(
 
 
 @needs_torch
-def test_demo_defaults_keep_the_full_benchmarks_protocol() -> None:
+def test_demo_defaults_keep_the_full_benchmarks_protocol_but_the_epochs() -> None:
     from reference_training import demo
     from reference_training import digits_benchmark as bench
 
@@ -62,7 +63,8 @@ def test_demo_defaults_keep_the_full_benchmarks_protocol() -> None:
     assert args.losses == ["cce", "gce", "gr-suggest"]
     assert args.seeds == [0, 1, 2]
     assert args.out == demo.DEFAULT_OUT
-    for name in ("epochs", "batch_size", "lr", "lr_drops", "momentum", "weight_decay", "threads"):
+    assert args.epochs == 60  # shortened from 150, and said so
+    for name in ("batch_size", "lr", "lr_drops", "momentum", "weight_decay", "threads"):
         assert getattr(args, name) == getattr(full, name), name
 
 
