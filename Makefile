@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # `make demo`'s smaller install; the full install (STAMP) includes it and touches it too.
 DEMO_STAMP := $(VENV)/.demo-installed
+DEMO_PIP   := --disable-pip-version-check --no-compile
 # Pinned and installed first, on its own: any other torch requirement lets pip
 # resolve to a multi-GB CUDA build.
 TORCH  := torch==2.13.0
@@ -50,10 +51,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo-venv: $(DEMO_STAMP)
 
 # What `make demo` uses and nothing else (no pip upgrade either: the venv's own pip does it).
+# --no-compile: no .pyc for the thousands of modules of torch, sympy, scipy... at install time
+# (Python writes them for the few the demo imports); measured: 
 # After `make venv`/`make test` this stamp is already fresh and nothing is installed.
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --disable-pip-version-check -e ".[torch,demo]"
+	$(BIN)/python -m pip install $(DEMO_PIP) "$(TORCH)"
+	$(BIN)/python -m pip install $(DEMO_PIP) --no-build-isolation -e ".[torch,demo]"
 	touch $(DEMO_STAMP)
 
 test: venv
