@@ -612,7 +612,7 @@ def plot_curves(path: Path, curves: Sequence[dict[str, Any]], config: Config) ->
     fig, axes = plt.subplots(
         2,
         len(rates),
-        figsize=(max(3.6 * len(rates) + 1, 7.0), 6.4),
+        figsize=(max(3.6 * len(rates) + 1, 8.5), 6.4),
         sharex=True,
         sharey=True,
         squeeze=False,
