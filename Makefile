@@ -53,8 +53,9 @@ demo-venv: $(DEMO_STAMP)
 # What `make demo` uses and nothing else (no pip upgrade either: the venv's own pip does it).
 # --no-compile: no .pyc for the thousands of modules of torch, sympy, scipy... at install time
 # (Python writes them for the few the demo imports); --no-build-isolation: the editable build uses
-# the setuptools that torch installs instead of a fresh build environment. Fresh clone, 2 busy
-# cores (load 4-7): the install took 3 min 13 s without them, 2 min 43 s with them.
+# the setuptools that torch installs instead of a fresh build environment. Fresh clone, 2 shared
+# cores: 47 s with them at load ~3, 2 min 43 s at load 6-7 (3 min 13 s without them at load 4-7:
+# the machine's load moves it more than they do).
 # After `make venv`/`make test` this stamp is already fresh and nothing is installed.
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install $(DEMO_PIP) "$(TORCH)"
