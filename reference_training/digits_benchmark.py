@@ -610,7 +610,12 @@ def plot_curves(path: Path, curves: Sequence[dict[str, Any]], config: Config) ->
     rates = config.rates
     keys = list(dict.fromkeys(row["loss"] for row in curves))
     fig, axes = plt.subplots(
-        2, len(rates), figsize=(3.6 * len(rates) + 1, 6.4), sharex=True, sharey=True, squeeze=False
+        2,
+        len(rates),
+        figsize=(max(3.6 * len(rates) + 1, 8.5), 6.4),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     rows = (
         ("test_acc", "test accuracy"),
