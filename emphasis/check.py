@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -319,9 +320,14 @@ def select(
     return [(m, d) for m, d in backend_combos if m in main_modes and d in MAIN_DTYPES]
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
 def _version(module: str) -> str:
     """The installed version of the distribution that provides ``module``."""
-    for dist in importlib.metadata.packages_distributions().get(module, [module]):
+    for dist in _distributions().get(module, [module]):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
