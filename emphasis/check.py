@@ -301,6 +301,11 @@ class Backend:
 
 #: the dtypes of the default run (``--full`` adds the 16-bit ones)
 MAIN_DTYPES = ("float64", "float32")
+#: cases of the default run: the first 16 of :func:`cases` hold every layout at every
+#: logit scale (1e-3 to 1e4), every scheme and reduction, -inf entries and ignored labels
+QUICK_CASES = 16
+#: cases of ``--full`` (as before the quick default existed)
+FULL_CASES = 24
 
 
 def select(
@@ -708,7 +713,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="leave out the fused kernels' edge cases (see edge_cases)",
     )
-    parser.add_argument("--cases", type=_positive, default=24, help="number of cases (default 24)")
+    parser.add_argument(
+        "--cases",
+        type=_positive,
+        help=f"number of cases (default {QUICK_CASES}, which cover every layout and logit "
+        f"scale; {FULL_CASES} with --full)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
@@ -722,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(
         args.backends,
         args.seed,
-        args.cases,
+        args.cases or (FULL_CASES if args.full else QUICK_CASES),
         progress,
         args.modes,
         edge=not args.no_edge_cases,
