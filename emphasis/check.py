@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -293,6 +294,50 @@ class Backend:
     runner: Callable[[], Runner]  #: imports the framework lazily
     child_only: bool = False  #: run only when asked for alone (Keras in a child process)
     edge_cases: bool = False  #: its modes also run :func:`edge_cases` (fused kernels)
+    #: the modes the default (quick) run checks, at :data:`MAIN_DTYPES`; the others, and
+    #: a backend with none, run only with ``--full`` (or when ``--modes`` names them)
+    main_modes: tuple[str, ...] = ()
+
+
+#: the dtypes of the default run (``--full`` adds the 16-bit ones)
+MAIN_DTYPES = ("float64", "float32")
+#: cases of the default run: the first 16 of :func:`cases` hold every layout at every
+#: logit scale (1e-3 to 1e4), every scheme and reduction, -inf entries and ignored labels
+QUICK_CASES = 16
+#: cases of ``--full`` (as before the quick default existed)
+FULL_CASES = 24
+
+
+def select(
+    backend_combos: Sequence[tuple[str, str]],
+    main_modes: Sequence[str],
+    full: bool,
+    modes: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
+    """The (mode, dtype) pairs to run: all with ``full`` or named ``modes``, else the main ones.
+
+    ``modes`` picks from the whole matrix (every dtype), as it always did.
+    """
+    if modes is not None:
+        return [(m, d) for m, d in backend_combos if m in modes]
+    if full:
+        return list(backend_combos)
+    return [(m, d) for m, d in backend_combos if m in main_modes and d in MAIN_DTYPES]
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+def _version(module: str) -> str:
+    """The installed version of the distribution that provides ``module``."""
+    for dist in _distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
 
 
 def combos(modes: Sequence[str], dtypes: Sequence[str] = DTYPES) -> list[tuple[str, str]]:
@@ -348,19 +393,72 @@ def _raiser(err: Exception) -> Callable[[], Runner]:
 #: Keras backends other than TensorFlow, each compared in a child process
 KERAS_CHILD_BACKENDS = ("jax", "torch")
 
+#: the names ``--backends`` and ``--modes`` accept (the adapters' names, for the message
+#: that refuses a misspelt one before anything is imported)
+KNOWN_BACKENDS = (
+    "jax",
+    "keras",
+    "keras[jax]",
+    "keras[torch]",
+    "tensorflow",
+    "torch",
+    "torch[triton]",
+)
+KNOWN_MODES = (
+    "eager",
+    "jit",
+    "function",
+    "xla",
+    "compile",
+    "interpret",
+    "cuda",
+    "eager-cuda",
+    "compile-cuda",
+)
 
-def run_keras_subprocess(keras_backend: str, seed: int, count: int) -> list[dict[str, Any]]:
+
+def run_keras_subprocess(
+    keras_backend: str,
+    seed: int,
+    count: int,
+    full: bool = True,
+    modes: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """The JSON results of ``emphasis.check`` for Keras on ``keras_backend``."""
+    return start_keras_subprocess(keras_backend, seed, count, full, modes)()
+
+
+def start_keras_subprocess(
+    keras_backend: str,
+    seed: int,
+    count: int,
+    full: bool = True,
+    modes: Sequence[str] | None = None,
+) -> Callable[[], list[dict[str, Any]]]:
+    """Start the child for Keras on ``keras_backend``; the function returned waits for its rows.
+
+    The children run while the parent checks its own backends (two cores halve the wait).
+    """
     env = dict(os.environ, KERAS_BACKEND=keras_backend)
     command = [sys.executable, "-m", "emphasis.check", "--json", "--backends", "keras"]
     command += ["--seed", str(seed), "--cases", str(count)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    try:
-        return list(json.loads(done.stdout))
-    except json.JSONDecodeError:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        error = " | ".join(tail) or f"exit status {done.returncode}"
-        return [{"backend": f"keras[{keras_backend}]", "mode": "-", "dtype": "-", "error": error}]
+    command += ["--full"] if full else []
+    command += ["--modes", ",".join(modes)] if modes else []
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def wait() -> list[dict[str, Any]]:
+        stdout, stderr = child.communicate()
+        try:
+            return list(json.loads(stdout))
+        except json.JSONDecodeError:
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            error = " | ".join(tail) or f"exit status {child.returncode}"
+            row = {"backend": f"keras[{keras_backend}]", "mode": "-", "dtype": "-"}
+            return [dict(row, error=error)]
+
+    return wait
 
 
 def load_triton_first() -> None:
@@ -387,15 +485,24 @@ def run(
     progress: Callable[[str], None] | None = None,
     modes: Sequence[str] | None = None,
     edge: bool = True,
+    full: bool = True,
 ) -> list[Result]:
     """Run every case on every available backend, mode and dtype.
 
     ``backends`` and ``modes`` (names as in the table) restrict the run; None runs all.
+    ``full=False`` runs each backend's main modes at :data:`MAIN_DTYPES` only (what
+    ``emphasis-check`` does without ``--full``); ``modes`` picks from the whole matrix.
     ``edge=False`` leaves out :func:`edge_cases` (each compiled case compiles anew).
+    Before running, ``progress`` hears which backends were found and which were skipped
+    and why (lines starting ``found`` and ``skipped``).
     """
 
     def wanted(name: str) -> bool:
         return backends is None or name in backends
+
+    def say(message: str) -> None:
+        if progress:
+            progress(message)
 
     all_cases = cases(seed, count)
     results = []
@@ -405,46 +512,84 @@ def run(
     # backends it runs itself ("torch[triton]" is the torch entry's).
     in_parent = None if backends is None else [b for b in backends if not b.startswith("keras[")]
     announced, skipped = discover_backends(
-        lambda entry: in_parent is None or any(b.split("[")[0] == entry for b in in_parent)
+        lambda entry: in_parent is None or any(_entry_of(b) == entry for b in in_parent)
     )
     if keras_child:  # a child for one Keras backend
         in_process = [b for b in announced if b.name == "keras"]
     else:
         in_process = [b for b in announced if not b.child_only and wanted(b.name)]
         for reason in skipped:
-            if progress:
-                progress(f"skipped {reason}")
+            say(f"skipped {reason}")
+    # The plan, reported before anything runs: (backend, its chosen combos).
+    plan: list[tuple[Backend, list[tuple[str, str]] | None]] = []
     for backend in in_process:
         if importlib.util.find_spec(backend.module) is None:
-            if progress:
-                progress(f"skipped {backend.name}: {backend.module} is not installed")
+            say(f"skipped {backend.name}: {backend.module} is not installed")
             continue
-        chosen = all_cases + edge_cases(seed) if backend.edge_cases and edge else all_cases
-        results.extend(_run_backend(backend, chosen, progress, modes))
+        try:
+            chosen = select(backend.combos(), backend.main_modes, full, modes)
+        except Exception:  # a broken install: _run_backend reports it
+            plan.append((backend, None))
+            continue
+        if not chosen and not keras_child:
+            why = "only with --full" if not full and modes is None else "no mode selected"
+            if backend.combos():
+                say(f"skipped {backend.name}: {why}")
+            else:
+                say(f"skipped {backend.name}: no mode applies here")
+            continue
+        if not keras_child:
+            say(f"found {backend.name} ({_version(backend.module)}): {_describe(chosen)}")
+        plan.append((backend, chosen))
     has_keras = importlib.util.find_spec("keras") is not None and any(
         e.name == "keras" for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     )
+    children = []
+    what = "main modes at float64, float32" if not full and modes is None else "chosen modes"
+    what = "every mode and dtype" if full and modes is None else what
     for name in KERAS_CHILD_BACKENDS:
-        if keras_child or not has_keras or not wanted(f"keras[{name}]"):
+        if keras_child or not wanted(f"keras[{name}]"):
+            continue
+        if not has_keras:
+            say(f"skipped keras[{name}]: keras is not installed")
             continue
         if importlib.util.find_spec(name) is None:
+            say(f"skipped keras[{name}]: {name} is not installed")
             continue
-        if progress:
-            progress(f"keras[{name}] (child process)")
-        for row in run_keras_subprocess(name, seed, count):
-            if modes is not None and row.get("mode") not in modes:
-                continue
+        say(
+            f"found keras[{name}] ({_version('keras')}, {name} {_version(name)}): {what}, child process"
+        )
+        children.append((name, start_keras_subprocess(name, seed, count, full, modes)))
+    for backend, pairs in plan:
+        with_edges = all_cases + edge_cases(seed) if backend.edge_cases and edge else all_cases
+        results.extend(_run_backend(backend, with_edges, progress, pairs))
+    for name, wait in children:
+        say(f"keras[{name}] (child process)")
+        for row in wait():
             row.pop("verdict", None)
             results.append(Result(**row))
     return results
+
+
+def _entry_of(backend: str) -> str:
+    """The entry point that announces ``backend`` (Keras on TensorFlow is the keras entry's)."""
+    return "keras" if backend == "tensorflow" else backend.split("[")[0]
+
+
+def _describe(chosen: Sequence[tuple[str, str]]) -> str:
+    """``eager, jit at float64, float32`` style: the modes and dtypes of a plan."""
+    modes = list(dict.fromkeys(m for m, _ in chosen))
+    dtypes = list(dict.fromkeys(d for _, d in chosen))
+    return f"{', '.join(modes)} at {', '.join(dtypes)}"
 
 
 def _run_backend(
     backend: Backend,
     all_cases: list[Case],
     progress: Callable[[str], None] | None,
-    modes: Sequence[str] | None = None,
+    chosen: Sequence[tuple[str, str]] | None = None,
 ) -> list[Result]:
+    """Run ``all_cases`` on ``backend`` for the ``chosen`` (mode, dtype) pairs (None: all)."""
     try:
         runner = backend.runner()
         name = backend.name
@@ -452,13 +597,11 @@ def _run_backend(
             import keras
 
             name = f"keras[{keras.backend.backend()}]"
-        combos = backend.combos()
+        combos = backend.combos() if chosen is None else list(chosen)
     except Exception as err:  # a broken install is a disagreement, not a skip
         return [Result(backend.name, "-", "-", error=f"{type(err).__name__}: {err}")]
     results = []
     for mode, dtype in combos:
-        if modes is not None and mode not in modes:
-            continue
         result = Result(name, mode, dtype)
         if progress:
             progress(f"{name} {mode} {dtype}")
@@ -515,37 +658,86 @@ def _table(results: Sequence[Result]) -> str:
     return "\n".join(lines + (["", "Disagreements:", *failures] if failures else []))
 
 
+def _names(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)} "
+            f"(known: {', '.join(known)})"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="emphasis-check",
         description="Compare the loss values and logit gradients of every installed backend "
-        "(PyTorch, TensorFlow, Keras on each backend, JAX) with the NumPy core.",
+        "(PyTorch, TensorFlow, Keras on each backend, JAX) with the NumPy core. By default "
+        "each backend runs its main modes (torch eager, and eager-cuda and the Triton kernels "
+        "on a GPU; Keras eager on TensorFlow, JAX and torch; JAX jit) at float64 and float32, "
+        "in well under a minute; --full runs the whole matrix (every mode, the 16-bit dtypes, "
+        "torch.compile, the Triton interpreter without a GPU), which takes minutes. The found "
+        "and skipped backends, and why, are printed first (on stderr).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--backends", help="comma-separated subset (default: all installed)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="run every mode and dtype of every backend (minutes), not only the main ones",
+    )
+    parser.add_argument(
+        "--backends",
+        type=lambda text: _names(text, KNOWN_BACKENDS, "backend"),
+        help=f"comma-separated subset of {', '.join(KNOWN_BACKENDS)} (default: all installed)",
+    )
     parser.add_argument(
         "--modes",
-        help="comma-separated subset of modes, e.g. interpret (Triton's interpreter on CPU), "
-        "cuda, compile-cuda (default: all)",
+        type=lambda text: _names(text, KNOWN_MODES, "mode"),
+        help="comma-separated modes, picked from the whole matrix at every dtype, e.g. "
+        "interpret (Triton's interpreter on CPU), compile, cuda, compile-cuda "
+        f"(known: {', '.join(KNOWN_MODES)}; default: the main modes, or all with --full)",
     )
     parser.add_argument(
         "--no-edge-cases",
         action="store_true",
         help="leave out the fused kernels' edge cases (see edge_cases)",
     )
-    parser.add_argument("--cases", type=int, default=24, help="number of cases (default 24)")
+    parser.add_argument(
+        "--cases",
+        type=_positive,
+        help=f"number of cases (default {QUICK_CASES}, which cover every layout and logit "
+        f"scale; {FULL_CASES} with --full)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    chosen = args.backends.split(",") if args.backends else None
 
     def progress(message: str) -> None:
         if not args.json:
-            line = message if message.startswith("skipped") else f"checking {message} ..."
+            report = message.startswith(("skipped", "found"))
+            line = message if report else f"checking {message} ..."
             print(line, file=sys.stderr, flush=True)
 
-    modes = args.modes.split(",") if args.modes else None
-    results = run(chosen, args.seed, args.cases, progress, modes, edge=not args.no_edge_cases)
+    results = run(
+        args.backends,
+        args.seed,
+        args.cases or (FULL_CASES if args.full else QUICK_CASES),
+        progress,
+        args.modes,
+        edge=not args.no_edge_cases,
+        full=args.full,
+    )
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

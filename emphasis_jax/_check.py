@@ -34,4 +34,5 @@ def runner() -> Runner:
 
 
 def backends() -> list[Backend]:
-    return [Backend("jax", "jax", lambda: combos(("eager", "jit")), runner)]
+    # jit is how JAX is used in training; eager dispatches op by op (--full).
+    return [Backend("jax", "jax", lambda: combos(("eager", "jit")), runner, main_modes=("jit",))]

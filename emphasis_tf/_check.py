@@ -84,6 +84,14 @@ def backends() -> list[Backend]:
             "tensorflow",
             lambda: combos(("eager", "function", "xla")) if on_tensorflow else [],
             runner,
+            main_modes=("eager",),  # function and xla trace each case anew (--full)
         ),
-        Backend("keras", "keras", lambda: combos(("eager",)), runner, child_only=True),
+        Backend(
+            "keras",
+            "keras",
+            lambda: combos(("eager",)),
+            runner,
+            child_only=True,
+            main_modes=("eager",),
+        ),
     ]

@@ -95,6 +95,15 @@ def _triton_combos() -> list[tuple[str, str]]:
 
 def backends() -> list[Backend]:
     return [
-        Backend("torch", "torch", _combos, runner),
-        Backend("torch[triton]", "triton", _triton_combos, triton_runner, edge_cases=True),
+        # The default run: eager on CPU (and CUDA); torch.compile takes minutes (--full).
+        Backend("torch", "torch", _combos, runner, main_modes=("eager", "eager-cuda")),
+        # The kernels compiled on a GPU; Triton's interpreter on CPU is slow (--full).
+        Backend(
+            "torch[triton]",
+            "triton",
+            _triton_combos,
+            triton_runner,
+            edge_cases=True,
+            main_modes=("cuda",),
+        ),
     ]

@@ -168,7 +168,17 @@ def test_keras_on_other_backends_agrees_with_core(keras_backend):
 def test_check_cli_reports_json_and_exit_status():
     pytest.importorskip("torch")
     done = subprocess.run(
-        [sys.executable, "-m", "emphasis.check", "--backends", "torch", "--cases", "4", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "emphasis.check",
+            "--backends",
+            "torch",
+            "--cases",
+            "4",
+            "--json",
+            "--full",
+        ],
         capture_output=True,
         text=True,
         check=False,
