@@ -62,10 +62,11 @@ def _value_and_grad(
             loss = loss_of(z, y)
             return jnp.sum(loss), loss
 
+        value_and_grad = jax.grad(total, has_aux=True)
+        if mode == "jit":  # as model.fit compiles on JAX (jit_compile=True by default)
+            value_and_grad = jax.jit(value_and_grad)
         with jax.enable_x64(dtype == "float64"):
-            grad, loss = jax.grad(total, has_aux=True)(
-                jnp.asarray(logits, dtype=dtype), jnp.asarray(labels)
-            )
+            grad, loss = value_and_grad(jnp.asarray(logits, dtype=dtype), jnp.asarray(labels))
             return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
     import torch
 
@@ -78,6 +79,7 @@ def _value_and_grad(
 
 def backends() -> list[Backend]:
     on_tensorflow = keras.backend.backend() == "tensorflow"
+    on_jax = keras.backend.backend() == "jax"
     return [
         Backend(
             "tensorflow",
@@ -89,9 +91,10 @@ def backends() -> list[Backend]:
         Backend(
             "keras",
             "keras",
-            lambda: combos(("eager",)),
+            lambda: combos(("eager", "jit") if on_jax else ("eager",)),
             runner,
             child_only=True,
-            main_modes=("eager",),
+            # On JAX, jit: what model.fit runs, and op-by-op eager dispatch is slow (--full).
+            main_modes=("jit",) if on_jax else ("eager",),
         ),
     ]
