@@ -686,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(PyTorch, TensorFlow, Keras on each backend, JAX) with the NumPy core. By default "
         "each backend runs its main modes (torch eager, and eager-cuda and the Triton kernels "
         "on a GPU; Keras eager on TensorFlow and torch, jit on JAX; JAX jit) at float64 and float32, "
-        "in well under a minute; --full runs the whole matrix (every mode, the 16-bit dtypes, "
+        "in under a minute on 2 CPU cores; --full runs the whole matrix (every mode, the 16-bit dtypes, "
         "torch.compile, the Triton interpreter without a GPU), which takes minutes. The found "
         "and skipped backends, and why, are printed first (on stderr).",
     )
