@@ -669,6 +669,16 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
     return names
 
 
+def _backend_names(text: str) -> list[str]:
+    """``--backends``: this project's names, and any backend of an announced entry point
+    (a third-party adapter's ``name`` or ``name[variant]``), refused by name otherwise."""
+    entries = {entry.name for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    announced = [n for n in names if n not in KNOWN_BACKENDS and n.split("[")[0] in entries]
+    known = [*KNOWN_BACKENDS, *announced]
+    return _names(text, known, "backend")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -698,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backends",
-        type=lambda text: _names(text, KNOWN_BACKENDS, "backend"),
+        type=_backend_names,
         help=f"comma-separated subset of {', '.join(KNOWN_BACKENDS)} (default: all installed)",
     )
     parser.add_argument(

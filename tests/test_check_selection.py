@@ -6,6 +6,9 @@ refusal of bad arguments.
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
+
 import pytest
 
 import emphasis
@@ -133,3 +136,20 @@ def test_help_describes_the_default_and_full(capsys):
         check.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--full" in text and "main modes" in text and "float64 and float32" in text
+
+
+def test_backends_accepts_a_third_party_entry_point(monkeypatch):
+    """A backend announced by another package's entry point can be chosen by name."""
+    entry = importlib.metadata.EntryPoint(
+        "mxnet", "mxnet_adapter._check:backends", check.ENTRY_POINT_GROUP
+    )
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs):
+        found = list(real(**kwargs))
+        return [*found, entry] if kwargs.get("group") == check.ENTRY_POINT_GROUP else found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    assert check._backend_names("torch,mxnet,mxnet[gpu]") == ["torch", "mxnet", "mxnet[gpu]"]
+    with pytest.raises(argparse.ArgumentTypeError, match="'pytorch'"):
+        check._backend_names("pytorch")
