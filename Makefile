@@ -71,7 +71,7 @@ test: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy emphasis emphasis_torch/_namespace.py emphasis_tf/_namespace.py
 	$(MKDOCS) build --strict --quiet --site-dir site
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: venv
 	$(BIN)/ruff check .
