@@ -53,6 +53,14 @@ def _hyper(value: Any, dtype: torch.dtype, device: torch.device) -> Any:
     return value
 
 
+def _put_at_labels(rows: torch.Tensor, labels: torch.Tensor, value: Any) -> torch.Tensor:
+    """``rows[i, labels[i]] = value`` (or ``value[i]``), in place. Indexed assignment, not
+    ``scatter_``: torch.func.vmap has a batching rule for it and none for in-place scatter
+    (which falls back to a loop with a performance warning)."""
+    rows[torch.arange(rows.shape[0], device=rows.device), labels] = value
+    return rows
+
+
 def _exp_rest(
     logits: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype
 ) -> tuple[kernel.RowStatistics, torch.Tensor]:
@@ -64,10 +72,9 @@ def _exp_rest(
     over (M, C) are fewer: one copy that the op owns and works on in place, instead of
     a one-hot mask, a ``where`` and two temporaries.
     """
-    index = labels[:, None].to(torch.int64)
-    z_label = torch.gather(logits, 1, index)[:, 0].to(dtype)
+    z_label = torch.gather(logits, 1, labels[:, None].to(torch.int64))[:, 0].to(dtype)
     rest = logits.to(dtype, copy=True)
-    rest.scatter_(1, index, -math.inf)
+    _put_at_labels(rest, labels, -math.inf)
     rest_max = torch.amax(rest, dim=1)
     shift = torch.where(rest_max > -math.inf, rest_max, torch.zeros_like(rest_max))
     rest.sub_(shift[:, None]).exp_()
@@ -86,8 +93,7 @@ def _grad_from_exp(
     products ``exp(...) * (coef / rest_sum)`` and the target entry ``-coef``, in one pass.
     The saved buffer is left intact (a second backward under ``retain_graph=True``)."""
     scale = coef / torch.where(rest_sum > 0, rest_sum, torch.ones_like(rest_sum))
-    grad = exp_rest * scale[:, None]
-    return grad.scatter_(1, labels[:, None].to(torch.int64), -coef[:, None])
+    return _put_at_labels(exp_rest * scale[:, None], labels, -coef)
 
 
 class _EmphasisRows(torch.autograd.Function):

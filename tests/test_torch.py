@@ -496,12 +496,12 @@ def _y():
             "ignore_index must be an int",
         ),
         (
-            lambda: emphasis_torch.gr_loss(_z(), _y(), global_batch=True),
+            lambda: emphasis_torch.gr_loss(_z(), _y(), global_normalize=True),
             RuntimeError,
             "init_process_group",
         ),
         (
-            lambda: emphasis_torch.gr_loss(_z(), _y(), normalize=False, global_batch=True),
+            lambda: emphasis_torch.gr_loss(_z(), _y(), normalize=False, global_normalize=True),
             ValueError,
             "needs normalize=True",
         ),
@@ -519,7 +519,7 @@ def _y():
             "weight must be finite and non-negative",
         ),
         (
-            lambda: emphasis_torch.GRLoss(normalize=False, global_batch=True),
+            lambda: emphasis_torch.GRLoss(normalize=False, global_normalize=True),
             ValueError,
             "needs normalize=True",
         ),

@@ -1,4 +1,4 @@
-"""Data parallel: 2 gloo ranks x B/2 examples give the gradient of 1 process x B (global_batch=True)."""
+"""Data parallel: 2 gloo ranks x B/2 examples give the gradient of 1 process x B (global_normalize=True)."""
 
 from __future__ import annotations
 
@@ -47,10 +47,10 @@ def _worker(rank: int, tmp: str) -> None:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         part = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         results = {}
-        for global_batch in (True, False):
-            loss_fn = emphasis_torch.GRLoss(beta=12.0, lam=1.0, global_batch=global_batch)
+        for global_normalize in (True, False):
+            loss_fn = emphasis_torch.GRLoss(beta=12.0, lam=1.0, global_normalize=global_normalize)
             # DDP averages the ranks' gradients, as the mean over B averages the halves.
-            results[global_batch] = _gradient(ddp, x[part], y[part], loss_fn)
+            results[global_normalize] = _gradient(ddp, x[part], y[part], loss_fn)
         torch.save(results, Path(tmp) / f"rank{rank}.pt")
         # Both ranks leave their collectives before either tears gloo down: without this a
         # rank could abort in teardown ("terminate called without an active exception").
@@ -66,6 +66,6 @@ def test_two_ranks_equal_one_process(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for result in ranks:
         torch.testing.assert_close(result[True], reference, rtol=1e-12, atol=1e-14)
-    # Without global_batch each rank normalises by its own weights: another gradient.
+    # Without global_normalize each rank normalises by its own weights: another gradient.
     local = ranks[0][False]
     assert (local - reference).abs().max() > 1e-3 * reference.abs().max()
