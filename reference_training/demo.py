@@ -83,8 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
+    bench.check_seeds(parser, args.seeds)
     return args
 
 

@@ -667,6 +667,12 @@ def _panel_title(rate: float, keys: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------
 
 
+def check_seeds(parser: argparse.ArgumentParser, seeds: Sequence[int]) -> None:
+    """Refuse ``--seeds`` with repeats or negative values (a seed names a run)."""
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        parser.error(f"--seeds: expected distinct non-negative integers, got {list(seeds)}")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
@@ -739,8 +745,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for name, value in QUICK.items():
             if f"--{name.replace('_', '-')}" not in given:
                 setattr(args, name, value)
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
+    check_seeds(parser, args.seeds)
     if any(not 0.0 < f < 1.0 for f in args.lr_drops):
         parser.error(f"--lr-drops: expected fractions of training in (0, 1), got {args.lr_drops}")
     args.rates = sorted(set(args.rates))

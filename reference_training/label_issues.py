@@ -958,8 +958,7 @@ def check_training_arguments(
         for name, value in quick.items():
             if f"--{name.replace('_', '-')}" not in given:
                 setattr(args, name, parse_noise_list(value) if name == "noise" else value)
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds: expected distinct non-negative integers, got {args.seeds}")
+    digits.check_seeds(parser, args.seeds)
     if len(set(args.noise)) != len(args.noise):
         parser.error("--noise: a noise setting is given twice")
     if args.warmup_epochs > args.epochs:
