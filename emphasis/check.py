@@ -527,13 +527,14 @@ def run(
             say(f"skipped {backend.name}: {backend.module} is not installed")
             continue
         try:
-            chosen = select(backend.combos(), backend.main_modes, full, modes)
+            available = backend.combos()
         except Exception:  # a broken install: _run_backend reports it
             plan.append((backend, None))
             continue
+        chosen = select(available, backend.main_modes, full, modes)
         if not chosen and not keras_child:
             why = "only with --full" if not full and modes is None else "no mode selected"
-            if backend.combos():
+            if available:
                 say(f"skipped {backend.name}: {why}")
             else:
                 say(f"skipped {backend.name}: no mode applies here")
@@ -545,8 +546,10 @@ def run(
         e.name == "keras" for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     )
     children = []
-    what = "main modes at float64, float32" if not full and modes is None else "chosen modes"
-    what = "every mode and dtype" if full and modes is None else what
+    if modes is not None:
+        what = "chosen modes"
+    else:
+        what = "every mode and dtype" if full else f"main modes at {', '.join(MAIN_DTYPES)}"
     for name in KERAS_CHILD_BACKENDS:
         if keras_child or not wanted(f"keras[{name}]"):
             continue
@@ -658,9 +661,12 @@ def _table(results: Sequence[Result]) -> str:
     return "\n".join(lines + (["", "Disagreements:", *failures] if failures else []))
 
 
-def _names(text: str, known: Sequence[str], what: str) -> list[str]:
+def _names(
+    text: str, known: Sequence[str], what: str, also: Callable[[str], bool] = lambda _: False
+) -> list[str]:
+    """The comma-separated names of ``text``; each must be ``known`` (or pass ``also``)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
+    unknown = [name for name in names if name not in known and not also(name)]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)} "
@@ -673,10 +679,7 @@ def _backend_names(text: str) -> list[str]:
     """``--backends``: this project's names, and any backend of an announced entry point
     (a third-party adapter's ``name`` or ``name[variant]``), refused by name otherwise."""
     entries = {entry.name for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    announced = [n for n in names if n not in KNOWN_BACKENDS and n.split("[")[0] in entries]
-    known = [*KNOWN_BACKENDS, *announced]
-    return _names(text, known, "backend")
+    return _names(text, KNOWN_BACKENDS, "backend", also=lambda name: _entry_of(name) in entries)
 
 
 def _positive(text: str) -> int:
