@@ -4,11 +4,20 @@ heading or phrase."""
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+#: A ```python fence; it may be indented (a block inside a list item), and its code is then
+#: dedented by as much (:func:`code_of`).
+BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
+
+
+def code_of(block: re.Match[str]) -> str:
+    """The code of a :data:`BLOCK` match, as written (dedented)."""
+    return textwrap.dedent(block.group(2))
 
 
 def page_text(page: str = "README.md") -> str:
@@ -19,8 +28,8 @@ def page_text(page: str = "README.md") -> str:
 def run_python_block(after: str, page: str = "README.md") -> dict[str, Any]:
     """Execute the first python block of ``page`` after ``after``; its namespace."""
     text = page_text(page).split(after, 1)[1]
-    match = re.search(r"```python\n(.*?)```", text, re.S)
+    match = BLOCK.search(text)
     assert match, f"no python block in {page} after {after!r}"
     namespace: dict[str, Any] = {}
-    exec(compile(match.group(1), f"{page}: {after}", "exec"), namespace)
+    exec(compile(code_of(match), f"{page}: {after}", "exec"), namespace)
     return namespace

@@ -10,14 +10,11 @@ it, ``<!-- docs-test: skip (...) -->``, and left to that test. docs/recipes/ has
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
+from _readme import BLOCK, ROOT, code_of
 
-ROOT = Path(__file__).resolve().parents[1]
-# A fence may be indented (a block inside a list item): its code is dedented by as much.
-BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
 # An import of one of these in a page's blocks: the page needs the packages on the right.
 FRAMEWORKS = {
     "torch": ("torch",),
@@ -44,7 +41,7 @@ def _pages() -> list[Path]:
 def blocks(page: Path) -> list[str]:
     """The ```python blocks of ``page``, in order (indented ones of a list item too)."""
     text = page.read_text()
-    return [textwrap.dedent(m.group(2)) for m in BLOCK.finditer(text) if not _skipped(text, m)]
+    return [code_of(m) for m in BLOCK.finditer(text) if not _skipped(text, m)]
 
 
 def _skipped(text: str, block: re.Match[str]) -> bool:

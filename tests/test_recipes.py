@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _readme import BLOCK, ROOT, code_of
 
 pytest.importorskip("torch")
 
 pytestmark = pytest.mark.torch
 
-ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "docs" / "recipes"
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 SCRIPT = re.compile(r"\A# (\w+\.py)\n")
 MEASURED = re.compile(r"^Measured.*?(?=\n\s*\n|\Z)", re.DOTALL | re.MULTILINE)
 NUMBER = re.compile(r"\*\*(\d\.\d+e[-+]\d+)\*\*")
@@ -45,7 +44,7 @@ def run_page(name: str, tmp_path: Path) -> tuple[dict, str, list[float]]:
     namespace: dict = {"__name__": f"recipe_{Path(name).stem}"}
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    blocks, scripts = BLOCK.findall(text), []
+    blocks, scripts = [code_of(m) for m in BLOCK.finditer(text)], []
     for block in blocks:
         script = SCRIPT.match(block)
         if script:
